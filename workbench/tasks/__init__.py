@@ -1,0 +1,10 @@
+"""Tasks: what a dataset looks like, where its rows come from, k-shot splits and metrics."""
+
+from workbench.tasks.fewshot import FewShotSplit, few_shot_split
+from workbench.tasks.metrics import compute_metrics
+from workbench.tasks.registry import BUILTIN_TASKS, Example, TaskSpec, get_task, load_task_yaml
+
+__all__ = [
+    "BUILTIN_TASKS", "Example", "FewShotSplit", "TaskSpec", "compute_metrics", "few_shot_split",
+    "get_task", "load_task_yaml",
+]
