@@ -38,7 +38,7 @@ class Backbone:
 
     @classmethod
     def from_model(cls, model: torch.nn.Module, tokenizer, name: str = "in-memory") -> Backbone:
-        _prepare_tokenizer(tokenizer, model)
+        _prepare_tokenizer(tokenizer)
         return cls(model=model, tokenizer=tokenizer, kind=detect_kind(model), name=name, identity={"name": name})
 
 
@@ -66,22 +66,28 @@ def _kind_from_config(config) -> ModelKind:
     return ModelKind.ENCODER
 
 
-def _prepare_tokenizer(tokenizer, model) -> None:
+def _prepare_tokenizer(tokenizer) -> None:
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token or tokenizer.unk_token
     # We gather read-out positions explicitly, so right padding works for every kind.
     tokenizer.padding_side = "right"
 
 
-def load_backbone(name: str, *, kind: str | None = None, dtype: torch.dtype = torch.float32) -> Backbone:
-    """`name` is an offline alias, a local folder, or a Hugging Face model id (loaded from the hub)."""
-    from transformers import AutoConfig, AutoModel, AutoModelForCausalLM, AutoModelForMaskedLM, AutoTokenizer
+@dataclass(frozen=True)
+class ModelRef:
+    """A model resolved to a loadable location, before any weights are read."""
 
-    path: str | Path = name
-    if name in ALIASES:
-        path = pull(name)
-    elif Path(name).exists():
-        path = Path(name)
+    name: str
+    path: str
+    kind: ModelKind
+    identity: dict
+
+
+def resolve_model(name: str, kind: str | None = None) -> ModelRef:
+    """`name` is an offline alias, a local folder, or a Hugging Face model id (loaded from the hub)."""
+    from transformers import AutoConfig
+
+    path = str(pull(name)) if name in ALIASES else name
     try:
         config = AutoConfig.from_pretrained(path)
     except (OSError, ValueError) as e:
@@ -91,11 +97,25 @@ def load_backbone(name: str, *, kind: str | None = None, dtype: torch.dtype = to
         ) from None
     if kind is None and name in ALIASES:
         kind = ALIASES[name].kind
-    model_kind = ModelKind(kind) if kind else _kind_from_config(config)
-    auto = {ModelKind.MASKED: AutoModelForMaskedLM, ModelKind.CAUSAL: AutoModelForCausalLM}.get(model_kind, AutoModel)
-    model = auto.from_pretrained(path, dtype=dtype)
-    tokenizer = AutoTokenizer.from_pretrained(path)
-    _prepare_tokenizer(tokenizer, model)
-    identity = identity_of(Path(path)) if isinstance(path, Path) else None
+    identity = identity_of(Path(path)) if Path(path).exists() else None
     identity = identity or {"name": name, "revision": getattr(config, "_commit_hash", None)}
-    return Backbone(model=model, tokenizer=tokenizer, kind=model_kind, name=name, identity=identity)
+    return ModelRef(name, path, ModelKind(kind) if kind else _kind_from_config(config), identity)
+
+
+def load_tokenizer(ref: ModelRef):
+    from transformers import AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(ref.path)
+    _prepare_tokenizer(tokenizer)
+    return tokenizer
+
+
+def load_backbone(name: str | ModelRef, *, kind: str | None = None, tokenizer=None,
+                  dtype: torch.dtype = torch.float32) -> Backbone:
+    from transformers import AutoModel, AutoModelForCausalLM, AutoModelForMaskedLM
+
+    ref = name if isinstance(name, ModelRef) else resolve_model(name, kind)
+    auto = {ModelKind.MASKED: AutoModelForMaskedLM, ModelKind.CAUSAL: AutoModelForCausalLM}.get(ref.kind, AutoModel)
+    model = auto.from_pretrained(ref.path, dtype=dtype)
+    tokenizer = tokenizer if tokenizer is not None else load_tokenizer(ref)
+    return Backbone(model=model, tokenizer=tokenizer, kind=ref.kind, name=ref.name, identity=ref.identity)

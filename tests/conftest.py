@@ -1,0 +1,84 @@
+"""Shared fixtures: tiny random models with tokenizers built here (plumbing, not accuracy), and the
+real offline data through WORKBENCH_DATA_DIR."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+import torch
+
+SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
+WORDS = ("the a an it is was movie film great terrible good bad not very fun dull story actors plot "
+         "and but of to in this that with for as its one funny boring love hate . , ? ! ' s").split()
+
+
+@pytest.fixture(autouse=True)
+def _isolated_env(tmp_path, monkeypatch):
+    """Every test gets its own MLflow store; data comes from ../shared/data unless a test says otherwise."""
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path / 'mlflow.db'}")
+    if "WORKBENCH_DATA_DIR" not in os.environ and SHARED_DATA.exists():
+        monkeypatch.setenv("WORKBENCH_DATA_DIR", str(SHARED_DATA))
+
+
+def _wordpiece_tokenizer():
+    from tokenizers import Tokenizer, models, normalizers, pre_tokenizers, processors
+    from transformers import PreTrainedTokenizerFast
+
+    vocab = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", *WORDS, *[f"##{c}" for c in "abcdefghijklmnopqrstuvwxyz"],
+             *"abcdefghijklmnopqrstuvwxyz"]
+    vocab = {w: i for i, w in enumerate(dict.fromkeys(vocab))}
+    tk = Tokenizer(models.WordPiece(vocab, unk_token="[UNK]"))
+    tk.normalizer = normalizers.BertNormalizer(lowercase=True)
+    tk.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
+    tk.post_processor = processors.TemplateProcessing(
+        single="[CLS] $A [SEP]", pair="[CLS] $A [SEP] $B [SEP]",
+        special_tokens=[("[CLS]", vocab["[CLS]"]), ("[SEP]", vocab["[SEP]"])])
+    from tokenizers import decoders
+
+    tk.decoder = decoders.WordPiece()
+    return PreTrainedTokenizerFast(tokenizer_object=tk, unk_token="[UNK]", pad_token="[PAD]", cls_token="[CLS]",
+                                   sep_token="[SEP]", mask_token="[MASK]")
+
+
+def _byte_bpe_tokenizer():
+    from tokenizers import ByteLevelBPETokenizer
+    from transformers import PreTrainedTokenizerFast
+
+    corpus = [" ".join(WORDS)] * 20 + ["it was a great movie .", "the plot was dull and the actors bad ."] * 20
+    bpe = ByteLevelBPETokenizer()
+    bpe.train_from_iterator(corpus, vocab_size=400, min_frequency=1, special_tokens=["<pad>", "<eos>"])
+    return PreTrainedTokenizerFast(tokenizer_object=bpe._tokenizer, pad_token="<pad>", eos_token="<eos>")
+
+
+@pytest.fixture(scope="session")
+def tiny_mlm():
+    from transformers import BertConfig, BertForMaskedLM
+
+    from workbench.models import Backbone
+
+    tok = _wordpiece_tokenizer()
+    torch.manual_seed(0)
+    cfg = BertConfig(vocab_size=len(tok), hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
+                     intermediate_size=64, max_position_embeddings=128)
+    return Backbone.from_model(BertForMaskedLM(cfg).eval(), tok, name="tiny-bert")
+
+
+@pytest.fixture(scope="session")
+def tiny_causal():
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    from workbench.models import Backbone
+
+    tok = _byte_bpe_tokenizer()
+    torch.manual_seed(0)
+    cfg = LlamaConfig(vocab_size=len(tok), hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
+                      num_key_value_heads=2, intermediate_size=64, max_position_embeddings=128,
+                      tie_word_embeddings=True, pad_token_id=tok.pad_token_id)
+    return Backbone.from_model(LlamaForCausalLM(cfg).eval(), tok, name="tiny-llama")
+
+
+def requires_data(task: str = "sst2"):
+    return pytest.mark.skipif(not (SHARED_DATA / task).exists() and "WORKBENCH_DATA_DIR" not in os.environ,
+                              reason="needs ../shared/data or WORKBENCH_DATA_DIR")

@@ -1,0 +1,246 @@
+"""FLAN-style instruction mixtures: templates x tasks, examples-proportional mixing with a cap, held-out tasks.
+
+Choices where FLAN's code and paper differ are recorded in docs/instruct.md; in short: templates are assigned
+round-robin as in the code (`template_assignment="random"` gives the paper's version), the remainder batch is
+kept rather than dropped, and a few-shot query left with no exemplar after pruning falls back to zero-shot.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+from collections import Counter
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Callable
+
+from workbench.errors import WorkbenchError
+from workbench.instruct.sources import CLUSTERS, SourceData, cluster_of, load_source
+from workbench.instruct.templates import TemplateSet, default_templates_dir, load_template_set, render
+
+ALL_TASKS = ("sst2", "sst5", "trec", "rte", "gsm8k", "gsm8k_cot", "multiarith", "svamp")
+X_Y_DELIMITER = "\n\n"  # Flan v2 defaults
+EXAMPLE_SEPARATOR = "\n\n\n"
+
+
+@dataclass
+class MixConfig:
+    tasks: tuple[str, ...] = ALL_TASKS
+    holdout: tuple[str, ...] = ()  # task, dataset or cluster names
+    cap: int = 3000  # examples-proportional rate = min(n, cap) (FLAN 2021)
+    max_per_dataset: int = 30_000  # FLAN keeps the first 30,000 training examples of each dataset
+    rates: dict[str, float] | None = None  # explicit mixing rates instead of examples-proportional
+    total: int | None = None  # mixture size with explicit rates (default: the capped sum)
+    zero_shot_ratio: float = 0.5  # Flan v2: zs/fs 50/50 ...
+    options_ratio: float = 0.5  # ... and with/without options 50/50
+    shots: tuple[int, ...] = (1, 2, 3, 5)
+    token_budget: int = 960  # FLAN 2021 prunes exemplars to 960 tokens minus the query
+    template_assignment: str = "round_robin"  # or "random"
+    templates_dir: str | None = None
+    tokenizer: str | None = None  # a model alias/path to count tokens with; default: whitespace words
+    seed: int = 0
+    out: str = "mixture"
+    log_mlflow: bool = True
+
+
+@dataclass
+class Mixture:
+    records: list[dict]
+    counts: dict[str, int]
+    template_counts: dict[str, dict[str, int]]
+    out_dir: Path | None = None
+    summary: dict = field(default_factory=dict)
+
+
+def resolve_tasks(cfg: MixConfig) -> list[str]:
+    tasks = list(cfg.rates) if cfg.rates else list(cfg.tasks)
+    known = set(ALL_TASKS) | set(tasks)
+    excluded: set[str] = set()
+    for name in cfg.holdout:
+        if name in CLUSTERS:
+            excluded |= set(CLUSTERS[name])
+        elif name in known or any(_dataset_name(t) == name for t in tasks):
+            excluded.add(name)
+        else:
+            raise WorkbenchError(f"--holdout {name!r} is neither a task ({', '.join(sorted(known))}) nor a cluster "
+                                 f"({', '.join(CLUSTERS)})")
+    # Holding out a dataset also removes its variants (e.g. gsm8k removes gsm8k_cot), as FLAN removes a
+    # held-out task's every template set.
+    kept = [t for t in tasks if t not in excluded and _dataset_name(t) not in excluded
+            and cluster_of(_dataset_name(t)) not in excluded]
+    if not kept:
+        raise WorkbenchError("no task left after the held-out tasks were removed")
+    return kept
+
+
+def _dataset_name(task: str) -> str:
+    return task[: -len("_cot")] if task.endswith("_cot") else task
+
+
+def _word_count(text: str) -> int:
+    return len(text.split())
+
+
+def token_counter(name: str | None) -> Callable[[str], int]:
+    if name is None:
+        return _word_count
+    from transformers import AutoTokenizer
+
+    from workbench.models import ALIASES, pull
+
+    tok = AutoTokenizer.from_pretrained(pull(name) if name in ALIASES else name)
+    return lambda text: len(tok(text, add_special_tokens=False)["input_ids"])
+
+
+def build_mixture(cfg: MixConfig, write: bool = True) -> Mixture:
+    """Build (and by default write) the mixture. Every template file is validated before any data is written."""
+    tasks = resolve_tasks(cfg)
+    tdir = Path(cfg.templates_dir) if cfg.templates_dir else default_templates_dir()
+    sources: dict[str, SourceData] = {}
+    plans: list[tuple[str, TemplateSet, SourceData]] = []
+    for task in tasks:
+        path = tdir / f"{task}.yaml"
+        header = load_template_set(path)  # structure first, then fields against the data
+        if header.task != task:
+            raise WorkbenchError(f"{path}: says task {header.task!r}, expected {task!r}")
+        if header.dataset not in sources:
+            sources[header.dataset] = load_source(header.dataset, header.answers, cfg.max_per_dataset)
+        src = sources[header.dataset]
+        tset = load_template_set(path, set(src.fields), len(src.options) if src.options else None)
+        plans.append((task, tset, src))
+
+    counts = _counts(cfg, [(t, len(s.rows)) for t, _, s in plans])
+    count_tokens = token_counter(cfg.tokenizer)
+    records: list[dict] = []
+    for task, tset, src in plans:
+        rng = random.Random(f"{cfg.seed}:{task}")
+        records += _task_records(task, tset, src, counts[task], cfg, rng, count_tokens)
+    random.Random(cfg.seed).shuffle(records)
+    mixture = _summarise(records, cfg, tasks)
+    if write:
+        mixture.out_dir = _write(mixture, Path(cfg.out))
+    if cfg.log_mlflow:
+        _log(mixture, cfg)
+    return mixture
+
+
+def _counts(cfg: MixConfig, sizes: list[tuple[str, int]]) -> dict[str, int]:
+    capped = {t: min(n, cfg.cap) for t, n in sizes}
+    if not cfg.rates:
+        return capped
+    total = cfg.total if cfg.total is not None else sum(capped.values())
+    weights = {t: float(cfg.rates[t]) for t, _ in sizes}
+    if any(w < 0 for w in weights.values()) or sum(weights.values()) <= 0:
+        raise WorkbenchError("mixing rates must be non-negative and not all zero")
+    # Largest remainder, so the counts add up to the total exactly.
+    norm = sum(weights.values())
+    exact = {t: total * w / norm for t, w in weights.items()}
+    counts = {t: int(x) for t, x in exact.items()}
+    for t in sorted(exact, key=lambda t: exact[t] - counts[t], reverse=True)[: total - sum(counts.values())]:
+        counts[t] += 1
+    return counts
+
+
+def _task_records(task: str, tset: TemplateSet, src: SourceData, count: int, cfg: MixConfig,
+                  rng: random.Random, count_tokens: Callable[[str], int]) -> list[dict]:
+    n = len(src.rows)
+    if n == 0 or count == 0:
+        return []
+    # Without replacement; explicit rates above the data size take whole passes first (epochs), then a sample.
+    order = [i for _ in range(count // n) for i in rng.sample(range(n), n)] + rng.sample(range(n), count % n)
+    out = []
+    for k, i in enumerate(order):
+        row = src.rows[i]
+        tpl = (tset.templates[k % len(tset.templates)] if cfg.template_assignment == "round_robin"
+               else rng.choice(tset.templates))
+        with_options = bool(src.options) and tpl.has_options and rng.random() < cfg.options_ratio
+        query_in, target = render(tpl, row.fields, src.options, with_options)
+        shots, inputs = 0, query_in
+        if rng.random() >= cfg.zero_shot_ratio and n > 1:
+            want = rng.choice(cfg.shots)
+            picks = [j for j in rng.sample(range(n), min(n, want + 1)) if j != i][:want]
+            budget = cfg.token_budget - count_tokens(query_in)
+            parts = []
+            for j in picks:
+                x, y = render(tpl, src.rows[j].fields, src.options, with_options)
+                cost = count_tokens(x) + count_tokens(y)
+                if cost > budget:
+                    break
+                budget -= cost
+                parts.append(f"{x}{X_Y_DELIMITER}{y}")
+            if parts:
+                shots = len(parts)
+                inputs = EXAMPLE_SEPARATOR.join(parts) + EXAMPLE_SEPARATOR + query_in
+        out.append({
+            "inputs": inputs,
+            "targets": target,
+            "task": task,
+            "template_id": f"{task}:{tpl.template_id}",
+            "turned_around": tpl.turned_around,
+            "shots": shots,
+            "options": list(src.options) if with_options else [],
+            "format": f"{'fs' if shots else 'zs'}-{'opt' if with_options else 'noopt'}",
+            "guid": f"{src.dataset}:{row.guid}",
+        })
+    return out
+
+
+def _summarise(records: list[dict], cfg: MixConfig, tasks: list[str]) -> Mixture:
+    counts = Counter(r["task"] for r in records)
+    per_template: dict[str, Counter] = {t: Counter() for t in tasks}
+    for r in records:
+        per_template[r["task"]][r["template_id"]] += 1
+    summary = {
+        "total": len(records),
+        "tasks": {t: counts.get(t, 0) for t in tasks},
+        "held_out": list(cfg.holdout),
+        "formats": dict(Counter(r["format"] for r in records)),
+        "turned_around": sum(r["turned_around"] for r in records),
+        "shots": {str(k): v for k, v in sorted(Counter(r["shots"] for r in records).items())},
+        "templates": {t: dict(sorted(c.items(), key=lambda kv: int(kv[0].rsplit(":", 1)[1])))
+                      for t, c in per_template.items()},
+    }
+    return Mixture(records, summary["tasks"], summary["templates"], summary=summary)
+
+
+def _write(mixture: Mixture, out: Path) -> Path:
+    out.mkdir(parents=True, exist_ok=True)
+    # Write beside and rename, so an interrupted run never leaves a half-written mixture in place.
+    tmp = out / "mixture.jsonl.tmp"
+    with open(tmp, "w", encoding="utf-8") as f:
+        for r in mixture.records:
+            f.write(json.dumps(r, ensure_ascii=False) + "\n")
+    os.replace(tmp, out / "mixture.jsonl")
+    import datasets
+
+    ds = datasets.Dataset.from_list(mixture.records) if mixture.records else datasets.Dataset.from_dict({})
+    ds.save_to_disk(str(out / "hf"))
+    (out / "summary.json").write_text(json.dumps(mixture.summary, indent=2) + "\n", encoding="utf-8")
+    return out
+
+
+def format_summary(mixture: Mixture) -> str:
+    s = mixture.summary
+    lines = [f"mixture: {s['total']:,} examples" + (f" -> {mixture.out_dir}" if mixture.out_dir else "")]
+    lines.append(f"{'task':<12} {'count':>7}  per template (0..9)")
+    for task, n in s["tasks"].items():
+        per = " ".join(str(v) for v in s["templates"][task].values())
+        lines.append(f"{task:<12} {n:>7}  {per}")
+    lines.append(f"formats: {s['formats']}  turned around: {s['turned_around']}  shots: {s['shots']}")
+    if s["held_out"]:
+        lines.append(f"held out: {', '.join(s['held_out'])}")
+    return "\n".join(lines)
+
+
+def _log(mixture: Mixture, cfg: MixConfig) -> None:
+    from workbench.instruct import tracking
+
+    params = {k: v for k, v in asdict(cfg).items() if k != "log_mlflow"}
+    with tracking.instruct_run("mix", params):
+        metrics = {"mix/total": mixture.summary["total"]}
+        metrics.update({f"mix/count/{t}": n for t, n in mixture.counts.items()})
+        for task, per in mixture.template_counts.items():
+            metrics.update({f"mix/template/{tid.replace(':', '/')}": n for tid, n in per.items()})
+        tracking.log_metrics(metrics)
+        tracking.log_dict(mixture.summary, "mix_summary.json")

@@ -1,0 +1,69 @@
+"""Heads that turn a backbone's hidden states into class scores.
+
+The verbalizer head never builds [batch, seq, vocab] logits. While it runs, the model's output
+embedding multiplies by the label words' rows only, so the model's own head code (BERT's transform,
+Gemma's soft-capping, tied weights) still applies, at the cost of [batch, seq, label tokens].
+"""
+
+from __future__ import annotations
+
+import contextlib
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+
+@contextlib.contextmanager
+def label_word_logits(model: nn.Module, token_ids: torch.Tensor):
+    """Within the block, the model's output layer returns scores for `token_ids` only."""
+    decoder = model.get_output_embeddings()
+    if decoder is None or not hasattr(decoder, "weight"):
+        raise ValueError(f"{type(model).__name__} has no output embedding to read label words from")
+
+    def restricted(hidden: torch.Tensor) -> torch.Tensor:
+        bias = decoder.bias[token_ids] if getattr(decoder, "bias", None) is not None else None
+        return F.linear(hidden, decoder.weight[token_ids], bias)
+
+    decoder.forward = restricted  # an instance attribute shadows the class's forward
+    try:
+        yield
+    finally:
+        del decoder.forward
+
+
+def gather_rows(hidden: torch.Tensor, positions: torch.Tensor) -> torch.Tensor:
+    return hidden[torch.arange(hidden.shape[0], device=hidden.device), positions]
+
+
+class VerbalizerHead(nn.Module):
+    """Label-word scores at the read-out position, combined into class scores by a fixed matrix."""
+
+    def __init__(self, token_ids: list[int], class_matrix: torch.Tensor, full_vocab: bool = False):
+        super().__init__()
+        self.register_buffer("token_ids", torch.tensor(token_ids, dtype=torch.long), persistent=False)
+        self.register_buffer("class_matrix", class_matrix.clone(), persistent=False)
+        self.full_vocab = full_vocab  # the slow reference path, kept for tests and benchmarks
+
+    def forward(self, model: nn.Module, readout: torch.Tensor, **inputs) -> torch.Tensor:
+        if self.full_vocab:
+            logits = model(**inputs).logits
+            token_scores = gather_rows(logits, readout)[:, self.token_ids]
+        else:
+            with label_word_logits(model, self.token_ids):
+                token_scores = gather_rows(model(**inputs).logits, readout)
+        return token_scores.float() @ self.class_matrix.T
+
+
+class LinearHead(nn.Module):
+    """A classification head on the body's hidden state at the read-out position ([CLS] or last token)."""
+
+    def __init__(self, hidden_size: int, num_classes: int, dropout: float = 0.1):
+        super().__init__()
+        self.dropout = nn.Dropout(dropout)
+        self.proj = nn.Linear(hidden_size, num_classes)
+
+    def forward(self, model: nn.Module, readout: torch.Tensor, **inputs) -> torch.Tensor:
+        body = model.base_model if hasattr(model, "base_model") else model
+        hidden = body(**inputs).last_hidden_state
+        return self.proj(self.dropout(gather_rows(hidden, readout))).float()

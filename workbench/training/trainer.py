@@ -1,0 +1,196 @@
+"""One training loop for every method: AdamW, linear warm-up and decay, gradient accumulation,
+bf16 autocast on CUDA, evaluation on the few-shot dev split every N steps, early stopping, and the
+best state restored at the end."""
+
+from __future__ import annotations
+
+import math
+import random
+import resource
+import sys
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+from tqdm.auto import tqdm
+
+from workbench.prompts.encoding import EncodedExample, collate
+from workbench.training.classifier import PromptClassifier
+
+
+@dataclass
+class TrainerConfig:
+    max_steps: int = 100
+    lr: float = 1e-5
+    batch_size: int = 8
+    grad_accum: int = 1
+    warmup_ratio: float = 0.1
+    weight_decay: float = 0.0
+    max_grad_norm: float = 1.0
+    eval_every: int = 20
+    patience: int | None = None  # evaluations without improvement before stopping; None = never
+    eval_batch_size: int = 32
+    seed: int = 13
+    progress: bool = True
+
+
+@dataclass
+class TrainResult:
+    best_step: int
+    best_dev_accuracy: float
+    steps: int
+    seconds: float
+    examples_per_s: float
+    history: list[dict] = field(default_factory=list)
+
+
+def pick_device() -> torch.device:
+    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+
+def peak_memory_mb(device: torch.device) -> float:
+    if device.type == "cuda":
+        return torch.cuda.max_memory_allocated(device) / 2**20
+    # Peak resident memory of the whole process (KiB on Linux): an upper bound on the CPU.
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def _autocast(device: torch.device):
+    return torch.autocast(device_type=device.type, dtype=torch.bfloat16, enabled=device.type == "cuda")
+
+
+def _to(batch: dict[str, torch.Tensor], device: torch.device) -> dict[str, torch.Tensor]:
+    return {k: v.to(device, non_blocking=True) for k, v in batch.items()}
+
+
+def _length_batches(examples: list[EncodedExample], batch_size: int) -> Iterator[list[int]]:
+    """Indices in batches of similar length, so padding is per batch and small."""
+    order = sorted(range(len(examples)), key=lambda i: len(examples[i].input_ids))
+    for start in range(0, len(order), batch_size):
+        yield order[start : start + batch_size]
+
+
+@torch.no_grad()
+def predict(model: PromptClassifier, examples: list[EncodedExample], pad_id: int, batch_size: int = 32,
+            progress: bool = False, desc: str = "eval") -> np.ndarray:
+    """Class scores [N, C] in the order of `examples`."""
+    device = next(model.parameters()).device
+    was_training = model.training
+    model.eval()
+    out: list[tuple[list[int], torch.Tensor]] = []
+    batches = list(_length_batches(examples, batch_size))
+    for idx in tqdm(batches, desc=desc, disable=not progress, leave=False, file=sys.stderr):
+        with _autocast(device):
+            scores = model(_to(collate([examples[i] for i in idx], pad_id), device))
+        out.append((idx, scores.float().cpu()))
+    model.train(was_training)
+    result = torch.empty(len(examples), out[0][1].shape[1]) if out else torch.empty(0, 0)
+    for idx, scores in out:
+        result[idx] = scores
+    return result.numpy()
+
+
+def accuracy(scores: np.ndarray, examples: list[EncodedExample]) -> float:
+    labels = np.array([e.label for e in examples])
+    return float((scores.argmax(-1) == labels).mean()) if len(labels) else 0.0
+
+
+def _optimizer(model: PromptClassifier, cfg: TrainerConfig, device: torch.device) -> torch.optim.Optimizer:
+    groups = model.param_groups(cfg.lr) if hasattr(model, "param_groups") else None
+    if groups is None:
+        params = model.trainable_parameters()
+        # No weight decay on biases and norms, as is usual for transformers.
+        decay = [p for p in params if p.ndim >= 2]
+        no_decay = [p for p in params if p.ndim < 2]
+        groups = [{"params": decay, "weight_decay": cfg.weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+        groups = [g for g in groups if g["params"]]
+    fused = device.type == "cuda"
+    return torch.optim.AdamW(groups, lr=cfg.lr, fused=fused) if fused else torch.optim.AdamW(groups, lr=cfg.lr)
+
+
+def train(model: PromptClassifier, train_set: list[EncodedExample], dev_set: list[EncodedExample], pad_id: int,
+          cfg: TrainerConfig, on_log: Callable[[int, dict], None] | None = None) -> TrainResult:
+    device = next(model.parameters()).device
+    if not model.trainable_parameters():
+        raise ValueError("the method left no parameter trainable")
+    torch.manual_seed(cfg.seed)
+    rng = random.Random(cfg.seed)
+    optimizer = _optimizer(model, cfg, device)
+    warmup = int(cfg.warmup_ratio * cfg.max_steps)
+
+    def schedule(step: int) -> float:
+        if step < warmup:
+            return (step + 1) / max(1, warmup)
+        return max(0.0, (cfg.max_steps - step) / max(1, cfg.max_steps - warmup))
+
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, schedule)
+    trainable = {n: p for n, p in model.named_parameters() if p.requires_grad}
+    best = {"step": 0, "acc": -1.0, "state": None}
+    history: list[dict] = []
+    evals_since_best = 0
+
+    def batches() -> Iterator[list[EncodedExample]]:
+        while True:
+            order = list(range(len(train_set)))
+            rng.shuffle(order)
+            for s in range(0, len(order), cfg.batch_size):
+                chunk = order[s : s + cfg.batch_size]
+                if s and len(chunk) < cfg.batch_size:
+                    break  # drop the ragged tail: every step sees a full batch
+                yield [train_set[i] for i in chunk]
+
+    stream = batches()
+    model.train()
+    start = time.perf_counter()
+    eval_seconds = 0.0
+    seen = 0
+    bar = tqdm(total=cfg.max_steps, desc="train", disable=not cfg.progress, file=sys.stderr)
+    step = 0
+    for step in range(1, cfg.max_steps + 1):
+        loss_sum = 0.0
+        for _ in range(cfg.grad_accum):
+            chunk = next(stream)
+            batch = _to(collate(chunk, pad_id), device)
+            with _autocast(device):
+                scores = model(batch)
+            loss = torch.nn.functional.cross_entropy(scores.float(), batch["labels"]) / cfg.grad_accum
+            loss.backward()
+            loss_sum += loss.item()
+            seen += len(chunk)
+        if cfg.max_grad_norm:
+            torch.nn.utils.clip_grad_norm_(list(trainable.values()), cfg.max_grad_norm)
+        optimizer.step()
+        scheduler.step()
+        optimizer.zero_grad(set_to_none=True)
+        record = {"train/loss": loss_sum, "train/lr": scheduler.get_last_lr()[0]}
+        if dev_set and (step % cfg.eval_every == 0 or step == cfg.max_steps):
+            t0 = time.perf_counter()
+            acc = accuracy(predict(model, dev_set, pad_id, cfg.eval_batch_size), dev_set)
+            eval_seconds += time.perf_counter() - t0
+            record["eval/accuracy"] = acc
+            if acc > best["acc"]:
+                best.update(step=step, acc=acc, state={n: p.detach().clone() for n, p in trainable.items()})
+                evals_since_best = 0
+            else:
+                evals_since_best += 1
+        history.append({"step": step, **record})
+        if on_log:
+            on_log(step, record)
+        bar.update(1)
+        bar.set_postfix(loss=f"{loss_sum:.3f}", dev=f"{best['acc']:.3f}" if best["acc"] >= 0 else "-")
+        if cfg.patience is not None and evals_since_best >= cfg.patience:
+            break
+        if not math.isfinite(loss_sum):
+            raise FloatingPointError(f"training diverged at step {step} (loss {loss_sum}); lower the learning rate")
+    bar.close()
+    seconds = time.perf_counter() - start - eval_seconds
+    if best["state"] is not None:
+        with torch.no_grad():
+            for n, p in trainable.items():
+                p.copy_(best["state"][n])
+    return TrainResult(
+        best_step=best["step"], best_dev_accuracy=max(best["acc"], 0.0), steps=step, seconds=seconds,
+        examples_per_s=seen / seconds if seconds > 0 else 0.0, history=history,
+    )
