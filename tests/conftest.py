@@ -17,7 +17,11 @@ WORDS = ("the a an it is was movie film great terrible good bad not very fun dul
 @pytest.fixture(autouse=True)
 def _isolated_env(tmp_path, monkeypatch):
     """Every test gets its own MLflow store; data comes from ../shared/data unless a test says otherwise."""
-    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path / 'mlflow.db'}")
+    import mlflow
+
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
+    mlflow.set_tracking_uri(uri)  # the client is process-global; point it at this test's store
     if "WORKBENCH_DATA_DIR" not in os.environ and SHARED_DATA.exists():
         monkeypatch.setenv("WORKBENCH_DATA_DIR", str(SHARED_DATA))
 

@@ -26,6 +26,7 @@ def _add_train_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--batch-size", type=int)
     p.add_argument("--eval-every", type=int, help="evaluate on the few-shot dev split every N steps")
     p.add_argument("--max-seq-length", type=int)
+    p.add_argument("--eval-split", help="split for the reported number (default: the task's, e.g. test for sst2)")
     p.add_argument("--eval-limit", type=int, help="evaluate on the first N rows only (smoke runs; logged)")
     p.add_argument("--option", action="append", default=[], metavar="KEY=VALUE",
                    help="a method option, e.g. --option demos_per_class=0 --option calibrate=true")
@@ -59,7 +60,7 @@ def run_config_from_args(args: argparse.Namespace):
              "template_id": args.template_id, "template_file": args.template_file,
              "verbalizer_file": args.verbalizer_file, "multi_token": args.multi_token, "max_steps": args.max_steps,
              "lr": args.lr, "batch_size": args.batch_size, "eval_every": args.eval_every,
-             "max_seq_length": args.max_seq_length, "eval_limit": args.eval_limit, "tracking_uri": args.tracking_uri}
+             "max_seq_length": args.max_seq_length, "eval_split": args.eval_split, "eval_limit": args.eval_limit, "tracking_uri": args.tracking_uri}
     for key, value in flags.items():
         # a flag left at its default does not override the config file
         if value is not None and (key not in raw or value != _default_of(key)):

@@ -51,7 +51,12 @@ class LocalBackend:
     """Batched generation with a transformers causal LM; prompts are left-padded within a batch."""
 
     def __init__(self, model, tokenizer, name: str = "local", batch_size: int = 8, chat: bool = False,
-                 max_prompt_tokens: int | None = None):
+                 max_prompt_tokens: int | None = None, threads: int | None = None):
+        if threads:
+            import torch
+
+            # On a shared CPU, fewer threads than cores avoids OpenMP spin contention (10x here under load).
+            torch.set_num_threads(threads)
         self.model = model.eval()
         self.tokenizer = tokenizer
         self.name = name

@@ -53,7 +53,7 @@ class SelfInstructConfig:
     instruction_top_p: float = 0.5
     presence_penalty: float = 2.0
     repetition_penalty: float | None = 1.1  # local backend only
-    instance_max_tokens: int = 256
+    instance_max_tokens: int = 160
     alpaca_num_seeds: int = 3
     max_rounds_without_progress: int = 50
     log_mlflow: bool = True
@@ -136,9 +136,20 @@ def _save_state(out: Path, state: RunState) -> None:
 class Generator:
     """One self-instruct run: the pool, the backend, the output file."""
 
-    def __init__(self, cfg: SelfInstructConfig, backend: Backend):
+    @staticmethod
+    def preflight(cfg: SelfInstructConfig) -> None:
+        """Every input check that needs no model: style, seed file, output file (and its records)."""
         if cfg.style not in ("self-instruct", "alpaca"):
             raise WorkbenchError(f"--style must be self-instruct or alpaca, not {cfg.style!r}")
+        load_seed_tasks(cfg.seeds)
+        out = Path(cfg.out)
+        if out.exists() and out.stat().st_size > 0:
+            if not cfg.resume:
+                raise WorkbenchError(f"{out} exists; pass --resume to continue it, or choose another --out")
+            read_records(out)
+
+    def __init__(self, cfg: SelfInstructConfig, backend: Backend):
+        self.preflight(cfg)
         self.cfg = cfg
         self.backend = backend
         self.out = Path(cfg.out)

@@ -10,7 +10,9 @@ from workbench.instruct.seeds import SeedTask
 INSTRUCTION_HEADER = "Come up with a series of tasks:\n"
 INSTRUCTION_STOP = ("\n\n", "\n16", "16.", "16 .")
 CLF_QUESTION = "Can the following task be regarded as a classification task with finite output labels?\n\n"
-INSTANCE_STOP = ("Example 6", "Task:")
+# The reference stops at "Example 6" and "Task:"; our demonstrations never contain a blank line inside a task,
+# so a blank line also ends the instances (a small model otherwise rambles to max_tokens).
+INSTANCE_STOP = ("Example 6", "Task:", "\n\n")
 
 # Our own demonstrations for "is it classification?" (the reference prompt has 31; we keep it short so a small
 # local model sees the pattern without a long prompt).

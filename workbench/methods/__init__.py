@@ -8,9 +8,9 @@ METHODS: dict[str, MethodSpec] = {
     m.name: m
     for m in (
         MethodSpec("finetune", finetune.FinetuneOptions, finetune.build,
-                   "all weights + a linear classification head", uses_verbalizer=False, default_lr=2e-5),
+                   "all weights + a linear classification head", uses_verbalizer=False, default_lr=1e-5),
         MethodSpec("prompt-finetune", prompt_finetune.PromptFinetuneOptions, prompt_finetune.build,
-                   "all weights, cloze template + label words (LM-BFF/PET)", default_lr=2e-5),
+                   "all weights, cloze template + label words (LM-BFF/PET)", default_lr=1e-5),
         MethodSpec("icl", icl.ICLOptions, icl.build,
                    "no training: zero/few-shot demonstrations, optional contextual calibration", trains=False),
     )

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -43,7 +44,7 @@ class RunConfig:
     verbalizer_file: str | None = None  # default: verbalizers/<task>.txt
     multi_token: str | None = None  # "first" | "mean" for label words of several tokens
     max_seq_length: int = 128
-    max_steps: int = 60
+    max_steps: int = 30
     lr: float | None = None  # None: the method's default
     batch_size: int = 8
     grad_accum: int = 1
@@ -52,6 +53,7 @@ class RunConfig:
     eval_every: int = 10
     patience: int | None = None
     eval_batch_size: int = 32
+    eval_split: str | None = None  # default: the task's reported split (test for sst2)
     eval_limit: int | None = None  # evaluate on the first N rows of the reported split (smoke runs only)
     method_options: dict = field(default_factory=dict)
     tracking_uri: str | None = None
@@ -87,13 +89,19 @@ def default_verbalizer_file(task: str) -> Path:
     return VERBALIZERS_DIR / f"{task}.txt"
 
 
-def run(cfg: RunConfig, backbone=None) -> RunResult:
-    """Train (or, for icl, just evaluate) and log one MLflow run. `backbone` reuses a loaded model."""
+def run(cfg: RunConfig, backbone=None, on_eval: Callable[[int, float], None] | None = None) -> RunResult:
+    """Train (or, for icl, just evaluate) and log one MLflow run.
+
+    `backbone` reuses a loaded model (its weights are changed by methods that train them).
+    `on_eval(step, dev_accuracy)` is called at every evaluation, e.g. to report to a pruner; an
+    exception it raises stops training and marks the run failed with that error.
+    """
     task = get_task(cfg.task)
     method = get_method(cfg.method)
     options = method.parse_options(cfg.method_options)
     split = few_shot_split(task, cfg.shots, cfg.seed)
-    eval_rows = task.load_split(task.eval_split)[: cfg.eval_limit]
+    eval_split = cfg.eval_split or task.eval_split
+    eval_rows = task.load_split(eval_split)[: cfg.eval_limit]
 
     template = verbalizer = None
     if method.uses_verbalizer:
@@ -142,9 +150,9 @@ def run(cfg: RunConfig, backbone=None) -> RunResult:
                 "template": template.text if template else None,
                 "verbalizer": [list(w) for w in verbalizer.words] if verbalizer else None,
                 "label_tokens": label_words.describe() if label_words else None,
-                "model_kind": ref.kind.value, "eval_split": task.eval_split, "device": device.type}
+                "model_kind": ref.kind.value, "eval_split": eval_split, "device": device.type}
     tags = {"task": task.name, "method": method.name, "model": cfg.model, "seed": str(cfg.seed),
-            "shots": str(cfg.shots), "split_fingerprint": split.fingerprint, "eval_split": task.eval_split,
+            "shots": str(cfg.shots), "split_fingerprint": split.fingerprint, "eval_split": eval_split,
             **{f"model/{k}": str(v) for k, v in ref.identity.items()}}
     with RunTracker(cfg.experiment or task.name, f"{method.name}-{task.name}-k{cfg.shots}-s{cfg.seed}",
                     cfg.tracking_uri, nested=_active_run(), tags=tags) as tracker:
@@ -157,14 +165,19 @@ def run(cfg: RunConfig, backbone=None) -> RunResult:
                                  warmup_ratio=cfg.warmup_ratio, weight_decay=cfg.weight_decay,
                                  eval_every=cfg.eval_every, patience=cfg.patience,
                                  eval_batch_size=cfg.eval_batch_size, seed=cfg.seed, progress=cfg.progress)
-            result = train(model, train_enc, dev_enc, pad_id, tcfg, on_log=lambda s, m: tracker.log_metrics(m, s))
+            def on_log(step: int, metrics: dict) -> None:
+                tracker.log_metrics(metrics, step)
+                if on_eval is not None and "eval/accuracy" in metrics:
+                    on_eval(step, metrics["eval/accuracy"])
+
+            result = train(model, train_enc, dev_enc, pad_id, tcfg, on_log=on_log)
             train_seconds = result.seconds
             tracker.log_metrics({"train/seconds": result.seconds, "train/examples_per_s": result.examples_per_s,
                                  "best_step": result.best_step})
         dev_scores = predict(model, dev_enc, pad_id, cfg.eval_batch_size)
         dev_acc = float((dev_scores.argmax(-1) == np.array([e.label for e in dev_enc])).mean())
         start = time.perf_counter()
-        scores = predict(model, eval_enc, pad_id, cfg.eval_batch_size, progress=cfg.progress, desc=task.eval_split)
+        scores = predict(model, eval_enc, pad_id, cfg.eval_batch_size, progress=cfg.progress, desc=eval_split)
         eval_seconds = time.perf_counter() - start
         preds = scores.argmax(-1).tolist()
         labels = [e.label for e in eval_rows]
@@ -174,7 +187,7 @@ def run(cfg: RunConfig, backbone=None) -> RunResult:
                              "peak_mem_mb": peak_memory_mb(device)})
         tracker.log_predictions([e.guid for e in eval_rows], labels, preds, scores, task.label_names)
         tracker.log_confusion(labels, preds, task.label_names)
-        return RunResult(tracker.run_id, dev_acc, test, task.eval_split, trainable, trainable / total,
+        return RunResult(tracker.run_id, dev_acc, test, eval_split, trainable, trainable / total,
                          train_seconds, cfg)
 
 
