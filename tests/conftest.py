@@ -19,6 +19,7 @@ def _isolated_env(tmp_path, monkeypatch):
     """Every test gets its own MLflow store; data comes from ../shared/data unless a test says otherwise."""
     import mlflow
 
+    monkeypatch.chdir(tmp_path)  # MLflow's artifact root (./mlruns) lands here, not in the repo
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
     monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
     mlflow.set_tracking_uri(uri)  # the client is process-global; point it at this test's store

@@ -104,3 +104,22 @@ def test_render_options_and_no_options():
     without = render(tset.templates[0], {"sentence": "great film", "answer": "positive"}, ("negative", "positive"), False)
     assert with_opt[0].endswith("OPTIONS:\n- negative\n- positive")
     assert "OPTIONS" not in without[0] and without[1] == "positive"
+
+
+def test_cli_register_and_mix(tmp_path, capsys):
+    import argparse
+
+    from workbench.instruct.cli import register
+
+    parser = argparse.ArgumentParser(prog="workbench")
+    register(parser.add_subparsers(dest="command"))
+    args = parser.parse_args(["instruct", "mix", "--tasks", "sst2,trec,rte", "--holdout", "rte", "--cap", "30",
+                              "--out", str(tmp_path / "cli"), "--no-mlflow"])
+    assert args.func(args) == 0
+    assert "sst2" in capsys.readouterr().out
+    tasks = {json.loads(line)["task"] for line in (tmp_path / "cli" / "mixture.jsonl").read_text().splitlines()}
+    assert tasks == {"sst2", "trec"}
+    bad = parser.parse_args(["instruct", "self-instruct", "--seeds", str(tmp_path / "missing.jsonl"),
+                             "--out", str(tmp_path / "si.jsonl"), "--no-mlflow"])
+    with pytest.raises(ConfigError, match="seed file not found"):
+        bad.func(bad)  # fails before any model is loaded

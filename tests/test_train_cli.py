@@ -60,3 +60,47 @@ def test_unknown_method_and_option(capsys):
     assert "unknown method 'nope'" in capsys.readouterr().err
     assert main(["train", "--method", "icl", "--option", "shots_per_demo=3"]) == 2
     assert "has no option(s) ['shots_per_demo']" in capsys.readouterr().err
+
+
+@requires_data("sst2")
+@pytest.mark.parametrize("method, options", [("prompt-tuning", ["num_virtual_tokens=5"]),
+                                             ("lora", ["r=2"]), ("p-tuning", ["prompt_encoder=lstm"])])
+def test_saved_method_reloads_with_identical_predictions(tiny_mlm_dir, tmp_path, capsys, method, options):
+    import csv
+
+    folder, verbalizer = tiny_mlm_dir
+    args = ["train", "--method", method, "--task", "sst2", "--model", str(folder), "--template-id", "1",
+            "--verbalizer-file", str(verbalizer), "--max-steps", "3", "--eval-every", "3", "--eval-limit", "16",
+            "--shots", "4", "--lr", "0.05", "--save", "always", "--no-progress"]
+    for o in options:
+        args += ["--option", o]
+    assert main(args) == 0
+    run_id = capsys.readouterr().out.strip().splitlines()[-1].split()[-1]
+    client = mlflow.MlflowClient()
+    assert {a.path for a in client.list_artifacts(run_id, "method")} == {"method/trained.safetensors",
+                                                                       "method/run_config.json"}
+    logged = list(csv.DictReader(open(client.download_artifacts(run_id, "predictions.csv", str(tmp_path)))))
+
+    from workbench.tasks import get_task
+
+    rows = get_task("sst2").load_split("test")[:16]
+    inp = tmp_path / "in.tsv"
+    inp.write_text("sentence\n" + "".join(r.fields["sentence"] + "\n" for r in rows))
+    out = tmp_path / "out.tsv"
+    assert main(["predict", "--run", run_id, "--input", str(inp), "--out", str(out)]) == 0
+    again = list(csv.DictReader(open(out), delimiter="\t"))
+    assert [r["prediction"] for r in again] == [r["prediction"] for r in logged]
+    # the logged scores are raw class scores; compare their ordering margin through the probabilities
+    for a, b in zip(again, logged):
+        margin = float(b["score_positive"]) - float(b["score_negative"])
+        p_pos = float(a["p_positive"])
+        assert abs(p_pos - 1 / (1 + pow(2.718281828459045, -margin))) < 1e-3
+
+
+@requires_data("sst2")
+def test_prompt_longer_than_context(tiny_mlm_dir, capsys):
+    folder, verbalizer = tiny_mlm_dir
+    code = main(["train", "--method", "prompt-tuning", "--task", "sst2", "--model", str(folder),
+                 "--verbalizer-file", str(verbalizer), "--option", "num_virtual_tokens=500", "--no-progress"])
+    assert code == 2
+    assert "adds 500 prompt tokens but" in capsys.readouterr().err

@@ -28,8 +28,13 @@ def _add_train_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--max-seq-length", type=int)
     p.add_argument("--eval-split", help="split for the reported number (default: the task's, e.g. test for sst2)")
     p.add_argument("--eval-limit", type=int, help="evaluate on the first N rows only (smoke runs; logged)")
+    p.add_argument("--head", choices=["verbalizer", "linear"], help="head of parameter-efficient methods")
+    p.add_argument("--prompt-encoder", choices=["lstm", "mlp", "none"], help="p-tuning's prompt encoder")
+    p.add_argument("--tune-backbone", action="store_true", default=None, help="p-tuning: train the backbone too")
     p.add_argument("--option", action="append", default=[], metavar="KEY=VALUE",
                    help="a method option, e.g. --option demos_per_class=0 --option calibrate=true")
+    p.add_argument("--save", choices=["auto", "always", "never"],
+                   help="save trained weights as a run artifact (auto: parameter-efficient methods only)")
     p.add_argument("--config", help="a YAML run config (experiments/*.yaml); command-line flags override it")
     p.add_argument("--tracking-uri", help="MLflow tracking URI (default: $MLFLOW_TRACKING_URI or sqlite:///mlflow.db)")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
@@ -60,12 +65,14 @@ def run_config_from_args(args: argparse.Namespace):
              "template_id": args.template_id, "template_file": args.template_file,
              "verbalizer_file": args.verbalizer_file, "multi_token": args.multi_token, "max_steps": args.max_steps,
              "lr": args.lr, "batch_size": args.batch_size, "eval_every": args.eval_every,
-             "max_seq_length": args.max_seq_length, "eval_split": args.eval_split, "eval_limit": args.eval_limit, "tracking_uri": args.tracking_uri}
+             "max_seq_length": args.max_seq_length, "eval_split": args.eval_split, "eval_limit": args.eval_limit, "save": args.save, "tracking_uri": args.tracking_uri}
     for key, value in flags.items():
         # a flag left at its default does not override the config file
         if value is not None and (key not in raw or value != _default_of(key)):
             raw[key] = value
     options = dict(raw.get("method_options") or {})
+    shorthands = {"head": args.head, "prompt_encoder": args.prompt_encoder, "tune_backbone": args.tune_backbone}
+    options.update({k: v for k, v in shorthands.items() if v is not None})
     options.update(dict(_parse_option(o) for o in args.option))
     raw["method_options"] = options
     raw["progress"] = not args.no_progress
@@ -89,6 +96,17 @@ def cmd_train(args: argparse.Namespace) -> None:
     print(f"trainable params: {result.trainable_params:,} ({100 * result.trainable_fraction:.3f}%)  "
           f"train seconds: {result.train_seconds:.1f}")
     print(f"MLflow run id: {result.run_id}")
+
+
+def cmd_predict(args: argparse.Namespace) -> None:
+    from workbench.recipes.predict import predict_run
+
+    rows = predict_run(args.run, args.input, args.tracking_uri, args.out)
+    if args.out:
+        print(f"{len(rows)} predictions written to {args.out}")
+    else:
+        for r in rows:
+            print("\t".join(str(v) for v in r.values()))
 
 
 def cmd_models(args: argparse.Namespace) -> None:
@@ -150,6 +168,13 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("train", help="train one method on one few-shot split (one MLflow run)")
     _add_train_args(p)
     p.set_defaults(func=cmd_train)
+
+    p = sub.add_parser("predict", help="label rows of a TSV file with a trained run's saved method")
+    p.add_argument("--run", required=True, help="MLflow run id of a `workbench train` run")
+    p.add_argument("--input", required=True, help="TSV with a header holding the task's text fields")
+    p.add_argument("--out", help="write predictions here (TSV) instead of printing them")
+    p.add_argument("--tracking-uri")
+    p.set_defaults(func=cmd_predict)
 
     p = sub.add_parser("models", help="offline model aliases")
     p.add_argument("action", choices=["list", "pull", "show"])

@@ -23,7 +23,7 @@ from tqdm import tqdm
 
 from workbench.errors import ConfigError, WorkbenchError
 from workbench.instruct import si_prompts
-from workbench.instruct.backends import Backend, Completion, Decoding
+from workbench.instruct.backends import Backend, Decoding
 from workbench.instruct.filters import (ALPACA_EXTRA_BLACKLIST, SELF_INSTRUCT_BLACKLIST, blacklist_pattern,
                                         filter_instances, instruction_reject_reason, parse_alpaca,
                                         parse_classification_instances, parse_generation_instances,

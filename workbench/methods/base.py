@@ -41,6 +41,10 @@ class MethodSpec:
     uses_verbalizer: bool = True  # needs a template with a mask and label words
     trains: bool = True
     default_lr: float = 1e-5
+    # Rewrites the template before encoding (P-tuning adds soft slots when the template has none).
+    adapt_template: Callable[[Template, Any], Template] | None = None
+    # Positions the method adds to every input (prompt tuning's virtual tokens): they count against the context.
+    extra_tokens: Callable[[Any], int] | None = None
 
     def parse_options(self, raw: dict | None) -> Any:
         raw = dict(raw or {})

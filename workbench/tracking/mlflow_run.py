@@ -130,5 +130,8 @@ class RunTracker:
         self.mlflow.log_figure(fig, name)
         plt.close(fig)
 
+    def log_artifacts(self, folder: str, artifact_path: str) -> None:
+        self.mlflow.log_artifacts(folder, artifact_path)
+
     def log_json(self, data, name: str) -> None:
         self.mlflow.log_text(json.dumps(data, indent=1), name)

@@ -64,6 +64,13 @@ class LinearHead(nn.Module):
         self.proj = nn.Linear(hidden_size, num_classes)
 
     def forward(self, model: nn.Module, readout: torch.Tensor, **inputs) -> torch.Tensor:
-        body = model.base_model if hasattr(model, "base_model") else model
-        hidden = body(**inputs).last_hidden_state
-        return self.proj(self.dropout(gather_rows(hidden, readout))).float()
+        return self.proj(self.dropout(gather_rows(last_hidden_state(model, **inputs), readout))).float()
+
+
+def last_hidden_state(model: nn.Module, **inputs) -> torch.Tensor:
+    """The body's final hidden states, through the full model so wrappers (PEFT prefixes) still apply,
+    with the LM head reduced to zero columns so no vocabulary logits are computed."""
+    if model.get_output_embeddings() is None:  # a bare encoder
+        return model(**inputs).last_hidden_state
+    with label_word_logits(model, torch.zeros(0, dtype=torch.long, device=inputs["attention_mask"].device)):
+        return model(**inputs, output_hidden_states=True).hidden_states[-1]

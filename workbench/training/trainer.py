@@ -98,7 +98,7 @@ def accuracy(scores: np.ndarray, examples: list[EncodedExample]) -> float:
 
 
 def _optimizer(model: PromptClassifier, cfg: TrainerConfig, device: torch.device) -> torch.optim.Optimizer:
-    groups = model.param_groups(cfg.lr) if hasattr(model, "param_groups") else None
+    groups = model.param_groups(cfg.lr)
     if groups is None:
         params = model.trainable_parameters()
         # No weight decay on biases and norms, as is usual for transformers.

@@ -1,0 +1,154 @@
+"""Parameter-efficient methods on tiny masked and causal LMs: trainable counts match each method's
+definition, frozen weights stay bit-identical, soft tokens land in their slots, artifacts round-trip."""
+
+import copy
+
+import pytest
+import torch
+
+from workbench.errors import ConfigError
+from workbench.methods import METHODS, BuildContext, get_method
+from workbench.prompts import PromptEncoder, Verbalizer, collate, parse_template
+from workbench.prompts.verbalizer import label_word_ids
+from workbench.tasks import Example, TaskSpec
+from workbench.training import TrainerConfig, predict, train
+
+TASK = TaskSpec(name="toy", text_fields=("sentence",), label_field="label", label_names=("neg", "pos"),
+                label_values=("0", "1"), files={}, eval_split="test")
+ROWS = [Example(f"r{i}", {"sentence": s}, y) for i, (s, y) in enumerate([
+    ("it was a great movie", 1), ("the plot was dull", 0), ("fun and good", 1), ("bad actors , boring", 0),
+    ("i love this film", 1), ("terrible story", 0), ("very funny", 1), ("not good", 0)])]
+
+
+class _Split:
+    train = ROWS
+    dev = ROWS
+
+
+def _setup(backbone, method, template='{"placeholder":"text_a"} It was {"mask"}.', **options):
+    bb = copy.deepcopy(backbone)
+    spec = get_method(method)
+    opts = spec.parse_options(options)
+    tpl = parse_template(template)
+    if spec.adapt_template:
+        tpl = spec.adapt_template(tpl, opts)
+    verbalizer = Verbalizer.from_lines(["bad", "great"])
+    words = label_word_ids(verbalizer, bb.tokenizer)
+    ctx = BuildContext(bb, TASK, tpl, verbalizer, words, _Split(), 0)
+    model = spec.build(ctx, opts)
+    extra = spec.extra_tokens(opts) if spec.extra_tokens else 0
+    enc = PromptEncoder(tpl, bb.tokenizer, bb.kind, TASK.text_fields, 64 - extra)
+    return bb, model, [enc.encode(r) for r in ROWS]
+
+
+def _trainable(model):
+    return {n: p.numel() for n, p in model.named_parameters() if p.requires_grad}
+
+
+@pytest.mark.parametrize("fixture", ["tiny_mlm", "tiny_causal"])
+def test_prompt_tuning_trains_n_times_hidden(request, fixture):
+    bb = request.getfixturevalue(fixture)
+    _, model, _ = _setup(bb, "prompt-tuning", num_virtual_tokens=7)
+    assert model.count_parameters()[0] == 7 * bb.hidden_size
+
+
+@pytest.mark.parametrize("fixture", ["tiny_mlm", "tiny_causal"])
+def test_p_tuning_counts(request, fixture):
+    bb = request.getfixturevalue(fixture)
+    h = bb.hidden_size
+    tpl = '{"placeholder":"text_a"} It {"soft"} {"soft": "great"} was {"mask"}.'
+    _, model, _ = _setup(bb, "p-tuning", tpl, prompt_encoder="none")
+    assert model.count_parameters()[0] == 2 * h
+    _, model, _ = _setup(bb, "p-tuning", tpl, prompt_encoder="mlp")
+    assert model.count_parameters()[0] == 2 * h + 2 * (h * h + h)
+    _, model, _ = _setup(bb, "p-tuning", tpl, prompt_encoder="none", tune_backbone=True)
+    assert model.count_parameters()[0] == model.count_parameters()[1]
+    groups = model.param_groups(1e-3)
+    assert [g["lr"] for g in groups] == [1e-3, 1e-5]
+
+
+def test_p_tuning_adds_slots_before_mask(tiny_causal):
+    _, model, data = _setup(tiny_causal, "p-tuning", num_soft=3, prompt_encoder="none")
+    assert model.count_parameters()[0] == 3 * tiny_causal.hidden_size
+    e = data[0]
+    assert e.soft_slots == [e.readout - 2, e.readout - 1, e.readout]  # causal: the last tokens before the label
+
+
+def test_soft_tokens_land_in_their_slots(tiny_causal):
+    tpl = '{"placeholder":"text_a"} It {"soft"} {"soft"} was {"mask"}'
+    bb, model, data = _setup(tiny_causal, "p-tuning", tpl, prompt_encoder="none")
+    batch = collate(data[:3], bb.tokenizer.pad_token_id)
+    embeds = bb.model.get_input_embeddings()(batch["input_ids"])
+    out, _, readout = model.input_transform(embeds, batch)
+    prompts = model.input_transform.prompts()
+    for i in range(3):
+        slots = batch["soft_slots"][i].tolist()
+        torch.testing.assert_close(out[i, slots], prompts)
+        others = [j for j in range(embeds.shape[1]) if j not in slots]
+        torch.testing.assert_close(out[i, others], embeds[i, others])
+    assert torch.equal(readout, batch["readout"])
+
+
+def test_lora_counts_and_bad_targets(tiny_causal):
+    h, layers, r = tiny_causal.hidden_size, tiny_causal.model.config.num_hidden_layers, 4
+    _, model, _ = _setup(tiny_causal, "lora", r=r)
+    # q_proj and v_proj, h -> h each (2 heads of 16, no grouped KV in the tiny model): A is r x h, B is h x r
+    assert model.count_parameters()[0] == layers * 2 * (r * h + h * r)
+    with pytest.raises(ConfigError, match=r"LoRA target module\(s\) \['query'\] do not exist"):
+        _setup(tiny_causal, "lora", target_modules=["query"])
+
+
+def test_bitfit_biases_only(tiny_mlm, tiny_causal):
+    _, model, _ = _setup(tiny_mlm, "bitfit")
+    names = _trainable(model)
+    assert names and all(n.endswith(".bias") for n in names)
+    expected = sum(p.numel() for n, p in tiny_mlm.model.named_parameters() if n.endswith(".bias"))
+    assert model.count_parameters()[0] == expected
+    with pytest.raises(ConfigError, match="has no bias terms"):
+        _setup(tiny_causal, "bitfit")
+    _, model, _ = _setup(tiny_causal, "bitfit", include_norms=True)
+    assert all("norm" in n for n in _trainable(model))
+
+
+@pytest.mark.parametrize("fixture", ["tiny_mlm", "tiny_causal"])
+def test_prefix_tuning_counts(request, fixture):
+    bb = request.getfixturevalue(fixture)
+    layers, h = bb.model.config.num_hidden_layers, bb.hidden_size
+    _, model, _ = _setup(bb, "p-tuning-v2", num_virtual_tokens=5, head="verbalizer")
+    assert model.count_parameters()[0] == 5 * layers * 2 * h
+
+
+@pytest.mark.parametrize("method, options", [
+    ("prompt-tuning", {"num_virtual_tokens": 4}), ("p-tuning", {"prompt_encoder": "lstm"}),
+    ("prefix-tuning", {"num_virtual_tokens": 4}), ("p-tuning-v2", {"num_virtual_tokens": 4}),
+    ("lora", {}), ("bitfit", {"include_norms": True}),
+])
+@pytest.mark.parametrize("fixture", ["tiny_mlm", "tiny_causal"])
+def test_training_changes_only_trainable_weights(request, fixture, method, options):
+    bb = request.getfixturevalue(fixture)
+    _, model, data = _setup(bb, method, **options)
+    frozen = {n: p.detach().clone() for n, p in model.named_parameters() if not p.requires_grad}
+    before = {n: p.detach().clone() for n, p in model.named_parameters() if p.requires_grad}
+    cfg = TrainerConfig(max_steps=3, lr=1e-2, batch_size=4, eval_every=100, progress=False)
+    train(model, data, [], bb.tokenizer.pad_token_id, cfg)
+    for n, p in model.named_parameters():
+        if not p.requires_grad:
+            assert torch.equal(p, frozen[n]), f"frozen weight {n} changed"
+            assert p.grad is None, f"frozen weight {n} has a gradient"
+    assert any(not torch.equal(p, before[n]) for n, p in model.named_parameters() if p.requires_grad)
+
+
+def test_every_method_is_registered_with_options():
+    for spec in METHODS.values():
+        spec.parse_options({})
+    with pytest.raises(ConfigError, match="has no option"):
+        get_method("lora").parse_options({"rank": 4})
+
+
+def test_verbalizer_head_needs_an_lm(tiny_mlm):
+    from workbench.models import Backbone
+    from workbench.models.backbone import ModelKind
+
+    encoder_only = Backbone(tiny_mlm.model.bert, tiny_mlm.tokenizer, ModelKind.ENCODER, "bert-body")
+    with pytest.raises(ConfigError, match="use --head linear"):
+        _setup(encoder_only, "prompt-tuning")
