@@ -1,0 +1,36 @@
+"""Which offline alias should be the default classification model? SST-2 dev (872 rows) accuracy
+zero-shot (raw and calibrated) and after 16-shot prompt-based fine-tuning (seed 13), and the
+training step time (batch 8, all weights), for each causal alias.
+
+    python benchmarks/choose_model.py --models smollm2-135m,gemma3-270m
+"""
+
+from __future__ import annotations
+
+import argparse
+
+from workbench.models import load_backbone
+from workbench.recipes.train import RunConfig, run
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--models", default="smollm2-135m,gemma3-270m")
+    ap.add_argument("--max-steps", type=int, default=30)
+    args = ap.parse_args()
+    common = {"task": "sst2", "shots": 16, "seed": 13, "eval_split": "dev", "progress": False, "experiment": "choose-model"}
+    print("| model | zero-shot dev | zero-shot calibrated dev | 16-shot prompt-finetune dev | train step s |")
+    print("|---|---|---|---|---|")
+    for name in args.models.split(","):
+        bb = load_backbone(name)
+        zs = run(RunConfig(method="icl", model=name, method_options={"demos_per_class": 0}, **common), backbone=bb)
+        cal = run(RunConfig(method="icl", model=name, method_options={"demos_per_class": 0, "calibrate": True},
+                            **common), backbone=bb)
+        ft = run(RunConfig(method="prompt-finetune", model=name, max_steps=args.max_steps, **common), backbone=bb)
+        step = ft.train_seconds / args.max_steps
+        print(f"| {name} | {100 * zs.test_metrics['accuracy']:.1f} | {100 * cal.test_metrics['accuracy']:.1f} | "
+              f"{100 * ft.test_metrics['accuracy']:.1f} | {step:.2f} |", flush=True)
+
+
+if __name__ == "__main__":
+    main()
