@@ -21,6 +21,13 @@ VARIANTS = {
     "icl-zero-cal": {"method": "icl", "method_options": {"demos_per_class": 0, "calibrate": True}},
     "icl-demo": {"method": "icl", "method_options": {"demos_per_class": 1}},
     "icl-demo-cal": {"method": "icl", "method_options": {"demos_per_class": 1, "calibrate": True}},
+    "prompt-tuning": {"method": "prompt-tuning"},
+    "p-tuning": {"method": "p-tuning"},
+    "prefix-tuning": {"method": "prefix-tuning"},
+    "p-tuning-v2": {"method": "p-tuning-v2"},
+    "lora": {"method": "lora"},
+    # SmolLM2 (Llama) has no bias terms: BitFit trains its RMSNorm gains instead.
+    "bitfit": {"method": "bitfit", "method_options": {"include_norms": True}},
 }
 
 

@@ -1,0 +1,49 @@
+"""The trainer: learning on a toy problem, best-state restore, and the CUDA-only switches (checked on CPU)."""
+
+import torch
+
+from workbench.prompts import PromptEncoder, Verbalizer, parse_template
+from workbench.prompts.verbalizer import label_word_ids
+from workbench.tasks import Example
+from workbench.training import PromptClassifier, TrainerConfig, VerbalizerHead, predict, train
+from workbench.training.trainer import _autocast, _optimizer, accuracy
+
+ROWS = [Example(f"r{i}", {"sentence": s}, y) for i, (s, y) in enumerate(
+    [("great fun", 1), ("dull plot", 0), ("good film", 1), ("bad story", 0)] * 4)]
+
+
+def _toy(backbone):
+    words = label_word_ids(Verbalizer.from_lines(["bad", "great"]), backbone.tokenizer)
+    enc = PromptEncoder(parse_template('{"placeholder":"text_a"} It was {"mask"}.'), backbone.tokenizer,
+                        backbone.kind, ("sentence",), 32)
+    model = PromptClassifier(backbone.model, VerbalizerHead(words.token_ids, words.class_matrix))
+    return model, [enc.encode(r) for r in ROWS]
+
+
+def test_training_fits_a_toy_task_and_restores_best(tiny_mlm):
+    import copy
+
+    bb = copy.deepcopy(tiny_mlm)
+    model, data = _toy(bb)
+    pad = bb.tokenizer.pad_token_id
+    before = accuracy(predict(model, data, pad), data)
+    result = train(model, data, data, pad, TrainerConfig(max_steps=40, lr=3e-3, batch_size=8, eval_every=5,
+                                                         progress=False))
+    after = accuracy(predict(model, data, pad), data)
+    assert after == 1.0 and after > before
+    assert result.best_dev_accuracy == after  # the restored state is the best one seen
+    assert [h["step"] for h in result.history] == list(range(1, result.steps + 1))
+
+
+def test_cuda_switches_without_a_gpu(tiny_mlm):
+    import copy
+
+    model, _ = _toy(copy.deepcopy(tiny_mlm))
+    cfg = TrainerConfig(lr=1e-3)
+    cpu = _optimizer(model, cfg, torch.device("cpu"))
+    assert not cpu.defaults.get("fused")
+    cuda = _optimizer(model, cfg, torch.device("cuda"))  # fused AdamW is what a CUDA run gets
+    assert cuda.defaults.get("fused") is True
+    assert not _autocast(torch.device("cpu"))._enabled
+    cuda_autocast = _autocast(torch.device("cuda"))
+    assert cuda_autocast.fast_dtype == torch.bfloat16
