@@ -39,7 +39,12 @@ def main() -> None:
     ap.add_argument("--seeds", default="13,21,42")
     ap.add_argument("--shots", type=int, default=16)
     ap.add_argument("--max-steps", type=int)
+    ap.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
     args = ap.parse_args()
+    if args.threads:
+        import torch
+
+        torch.set_num_threads(args.threads)
     seeds = [int(s) for s in args.seeds.split(",")]
     table = []
     for name in args.methods.split(","):
