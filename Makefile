@@ -16,9 +16,12 @@ $(VENV)/.installed: pyproject.toml
 
 install: $(VENV)/.installed
 
+# The main job at a small budget: a P-tuning sweep on SST-2 (16 shots per class), then its best config
+# against full fine-tuning on three seeds. --resume lets a second `make demo` continue the same study.
 demo: install
 	$(VENV)/bin/workbench models pull smollm2-135m
-	$(VENV)/bin/workbench train --method prompt-finetune --task sst2 --shots 16 --seed 13
+	$(VENV)/bin/workbench sweep --method p-tuning --task sst2 --trials 4 --max-steps 20 --eval-every 5 \
+		--trial-eval-limit 100 --final-seeds 13,21,42 --eval-limit 300 --resume
 
 test: install
 	$(PY) -m pytest -q -ra

@@ -190,12 +190,11 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("methods", help="list adaptation methods and their options")
     p.set_defaults(func=cmd_methods)
 
-    try:
-        from workbench.instruct.cli import register as register_instruct
-    except ImportError:
-        register_instruct = None
-    if register_instruct is not None:
-        register_instruct(sub)
+    from workbench.instruct.cli import register as register_instruct
+    from workbench.sweeps.cli import register as register_sweeps
+
+    register_sweeps(sub)
+    register_instruct(sub)
     return parser
 
 

@@ -204,7 +204,7 @@ def run(cfg: RunConfig, backbone=None, on_eval: Callable[[int, float], None] | N
         tracker.log_config(resolved)
         tracker.log_dict(split.ids, "split_ids.json")
         tracker.log_metrics({"trainable_params": trainable, "trainable_fraction": trainable / total})
-        train_seconds = 0.0
+        train_seconds, final_step = 0.0, 0
         if method.trains:
             tcfg = TrainerConfig(max_steps=cfg.max_steps, lr=lr, batch_size=cfg.batch_size, grad_accum=cfg.grad_accum,
                                  warmup_ratio=cfg.warmup_ratio, weight_decay=cfg.weight_decay,
@@ -217,7 +217,7 @@ def run(cfg: RunConfig, backbone=None, on_eval: Callable[[int, float], None] | N
                     on_eval(step, metrics["eval/accuracy"])
 
             result = train(model, train_enc, dev_enc, pad_id, tcfg, on_log=on_log)
-            train_seconds = result.seconds
+            train_seconds, final_step = result.seconds, result.steps
             tracker.log_metrics({"train/seconds": result.seconds, "train/examples_per_s": result.examples_per_s,
                                  "best_step": result.best_step})
             if _should_save(cfg.save, trainable / total):
@@ -232,9 +232,10 @@ def run(cfg: RunConfig, backbone=None, on_eval: Callable[[int, float], None] | N
         preds = scores.argmax(-1).tolist()
         labels = [e.label for e in eval_rows]
         test = compute_metrics(labels, preds)
+        # Logged at the last step so MLflow's compare view (latest value) shows the restored best state's score.
         tracker.log_metrics({"eval/accuracy": dev_acc, **{f"test/{k}": v for k, v in test.items()},
                              "test/examples_per_s": len(eval_rows) / max(eval_seconds, 1e-9),
-                             "peak_mem_mb": peak_memory_mb(p.device)})
+                             "peak_mem_mb": peak_memory_mb(p.device)}, step=final_step)
         tracker.log_predictions([e.guid for e in eval_rows], labels, preds, scores, task.label_names)
         tracker.log_confusion(labels, preds, task.label_names)
         return RunResult(tracker.run_id, dev_acc, test, eval_split, trainable, trainable / total,

