@@ -17,8 +17,15 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--models", default="smollm2-135m,gemma3-270m")
     ap.add_argument("--max-steps", type=int, default=30)
+    ap.add_argument("--eval-limit", type=int, help="first N dev rows only (default: all 872)")
+    ap.add_argument("--threads", type=int, default=0)
     args = ap.parse_args()
-    common = {"task": "sst2", "shots": 16, "seed": 13, "eval_split": "dev", "progress": False, "experiment": "choose-model"}
+    if args.threads:
+        import torch
+
+        torch.set_num_threads(args.threads)
+    common = {"task": "sst2", "shots": 16, "seed": 13, "eval_split": "dev", "eval_limit": args.eval_limit,
+              "progress": False, "experiment": "choose-model"}
     print("| model | zero-shot dev | zero-shot calibrated dev | 16-shot prompt-finetune dev | train step s |")
     print("|---|---|---|---|---|")
     for name in args.models.split(","):
