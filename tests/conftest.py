@@ -84,6 +84,18 @@ def tiny_causal():
     return Backbone.from_model(LlamaForCausalLM(cfg).eval(), tok, name="tiny-llama")
 
 
+@pytest.fixture()
+def tiny_mlm_dir(tmp_path, tiny_mlm):
+    """The tiny masked LM saved as a model folder (loaded by path, like any local model), and label words
+    its vocabulary spells."""
+    folder = tmp_path / "tiny-bert"
+    tiny_mlm.model.save_pretrained(folder)
+    tiny_mlm.tokenizer.save_pretrained(folder)
+    verbalizer = tmp_path / "v.txt"
+    verbalizer.write_text("bad, terrible\ngreat, good\n")
+    return folder, verbalizer
+
+
 def requires_data(task: str = "sst2"):
     return pytest.mark.skipif(not (SHARED_DATA / task).exists() and "WORKBENCH_DATA_DIR" not in os.environ,
                               reason="needs ../shared/data or WORKBENCH_DATA_DIR")

@@ -19,18 +19,8 @@ from workbench.sweeps.cli import main
 from conftest import requires_data
 
 
-@pytest.fixture()
-def tiny_dir(tmp_path, tiny_mlm):
-    folder = tmp_path / "tiny-bert"
-    tiny_mlm.model.save_pretrained(folder)
-    tiny_mlm.tokenizer.save_pretrained(folder)
-    verbalizer = tmp_path / "v.txt"
-    verbalizer.write_text("bad, terrible\ngreat, good\n")
-    return folder, verbalizer
-
-
-def compare_cfg(tmp_path, tiny_dir, **kw) -> CompareConfig:
-    folder, verbalizer = tiny_dir
+def compare_cfg(tmp_path, tiny_mlm_dir, **kw) -> CompareConfig:
+    folder, verbalizer = tiny_mlm_dir
     base = dict(task="sst2", methods=["finetune", "icl"], model=str(folder), shots=4, seeds=[13, 21],
                 run_overrides={"max_steps": 3, "eval_every": 2, "eval_limit": 16, "template_id": 1,
                                "verbalizer_file": str(verbalizer)},
@@ -44,8 +34,8 @@ def nested(parent_id: str):
 
 
 @requires_data("sst2")
-def test_compare_logs_one_parent_with_a_run_per_method_and_seed(tmp_path, tiny_dir):
-    result = compare(compare_cfg(tmp_path, tiny_dir), log=lambda s: None)
+def test_compare_logs_one_parent_with_a_run_per_method_and_seed(tmp_path, tiny_mlm_dir):
+    result = compare(compare_cfg(tmp_path, tiny_mlm_dir), log=lambda s: None)
     assert [r.method for r in result.rows] == ["finetune", "icl"]
     assert all(r.seeds == [13, 21] and len(r.test) == 2 for r in result.rows)
     icl = result.rows[1]
@@ -67,22 +57,22 @@ def test_compare_logs_one_parent_with_a_run_per_method_and_seed(tmp_path, tiny_d
     mean, sd, n = paired_difference(result.rows[0], result.rows[1])
     assert n == 2 and mean == pytest.approx(result.rows[0].mean - result.rows[1].mean)
 
-    again = compare(compare_cfg(tmp_path, tiny_dir), log=lambda s: None)  # every run matches one in the store
+    again = compare(compare_cfg(tmp_path, tiny_mlm_dir), log=lambda s: None)  # every run matches one in the store
     reused = nested(again.parent_run_id)
     assert len(reused) == 4 and all(r.data.tags.get("reused_from") for r in reused)
     assert [r.test for r in again.rows] == [r.test for r in result.rows]
-    fresh = compare(compare_cfg(tmp_path, tiny_dir, reuse=False, methods=["icl"]), log=lambda s: None)
+    fresh = compare(compare_cfg(tmp_path, tiny_mlm_dir, reuse=False, methods=["icl"]), log=lambda s: None)
     assert not any(r.data.tags.get("reused_from") for r in nested(fresh.parent_run_id))
 
 
 @requires_data("sst2")
-def test_compare_takes_the_best_config_of_a_sweep(tmp_path, tiny_dir):
-    folder, verbalizer = tiny_dir
+def test_compare_takes_the_best_config_of_a_sweep(tmp_path, tiny_mlm_dir):
+    folder, verbalizer = tiny_mlm_dir
     sweep = run_sweep(SweepConfig(task="sst2", method="finetune", model=str(folder), shots=4, trials=2,
                                   storage=f"sqlite:///{tmp_path / 'optuna.db'}",
                                   run_overrides={"max_steps": 3, "eval_every": 2, "eval_limit": 16}),
                       log=lambda s: None)
-    result = compare(compare_cfg(tmp_path, tiny_dir, methods=["finetune"], seeds=[21]), log=lambda s: None)
+    result = compare(compare_cfg(tmp_path, tiny_mlm_dir, methods=["finetune"], seeds=[21]), log=lambda s: None)
     row = result.rows[0]
     assert row.source.startswith(f"sweep {sweep.study_name} trial ")
     assert row.overrides["lr"] == sweep.best_params["lr"]
@@ -91,8 +81,8 @@ def test_compare_takes_the_best_config_of_a_sweep(tmp_path, tiny_dir):
 
 
 @requires_data("sst2")
-def test_compare_bad_input_before_any_run(tmp_path, tiny_dir, capsys):
-    folder, _ = tiny_dir
+def test_compare_bad_input_before_any_run(tmp_path, tiny_mlm_dir, capsys):
+    folder, _ = tiny_mlm_dir
     assert main(["compare", "--methods", "finetune,nope", "--model", str(folder), "--shots", "4"]) == 2
     assert "unknown method 'nope'" in capsys.readouterr().err
     assert main(["compare", "--task", "nope", "--model", str(folder)]) == 2

@@ -18,18 +18,8 @@ FIXED_METRICS = {"train/loss", "eval/accuracy", "test/accuracy", "trainable_para
                  "train/seconds", "train/examples_per_s", "peak_mem_mb"}
 
 
-@pytest.fixture()
-def tiny_dir(tmp_path, tiny_mlm):
-    folder = tmp_path / "tiny-bert"
-    tiny_mlm.model.save_pretrained(folder)
-    tiny_mlm.tokenizer.save_pretrained(folder)
-    verbalizer = tmp_path / "v.txt"
-    verbalizer.write_text("bad, terrible\ngreat, good\n")
-    return folder, verbalizer
-
-
-def sweep_cfg(tmp_path, tiny_dir, **kw) -> SweepConfig:
-    folder, verbalizer = tiny_dir
+def sweep_cfg(tmp_path, tiny_mlm_dir, **kw) -> SweepConfig:
+    folder, verbalizer = tiny_mlm_dir
     base = dict(task="sst2", method="prompt-finetune", model=str(folder), shots=4, trials=3,
                 storage=f"sqlite:///{tmp_path / 'optuna.db'}",
                 run_overrides={"max_steps": 4, "eval_every": 2, "eval_limit": 16, "template_id": 1,
@@ -83,8 +73,8 @@ def test_space_overrides_and_errors(tmp_path):
     (["--storage", "sqlite:////no/such/folder/optuna.db"], "folder /no/such/folder does not exist"),
     (["--tracking-uri", "http://127.0.0.1:1"], "cannot use MLflow tracking URI 'http://127.0.0.1:1'"),
 ])
-def test_bad_input_is_one_line_before_any_trial(tmp_path, tiny_dir, capsys, extra, message):
-    folder, verbalizer = tiny_dir
+def test_bad_input_is_one_line_before_any_trial(tmp_path, tiny_mlm_dir, capsys, extra, message):
+    folder, verbalizer = tiny_mlm_dir
     storage = tmp_path / "optuna.db"
     args = ["sweep", "--method", "finetune", "--model", str(folder), "--shots", "4", "--max-steps", "2",
             "--storage", f"sqlite:///{storage}", "--no-progress", *extra]
@@ -103,8 +93,8 @@ def test_bad_input_is_one_line_before_any_trial(tmp_path, tiny_dir, capsys, extr
 
 
 @requires_data("sst2")
-def test_sweep_parent_and_nested_runs(tmp_path, tiny_dir):
-    result = run_sweep(sweep_cfg(tmp_path, tiny_dir, trials=3), log=lambda s: None)
+def test_sweep_parent_and_nested_runs(tmp_path, tiny_mlm_dir):
+    result = run_sweep(sweep_cfg(tmp_path, tiny_mlm_dir, trials=3), log=lambda s: None)
     assert (result.n_complete, result.n_failed) == (3, 0)
     client = mlflow.MlflowClient()
     parent = client.get_run(result.parent_run_id)
@@ -127,25 +117,25 @@ def test_sweep_parent_and_nested_runs(tmp_path, tiny_dir):
 
 
 @requires_data("sst2")
-def test_existing_study_needs_resume_and_same_settings(tmp_path, tiny_dir):
-    run_sweep(sweep_cfg(tmp_path, tiny_dir, trials=1), log=lambda s: None)
+def test_existing_study_needs_resume_and_same_settings(tmp_path, tiny_mlm_dir):
+    run_sweep(sweep_cfg(tmp_path, tiny_mlm_dir, trials=1), log=lambda s: None)
     with pytest.raises(WorkbenchError, match="already holds 1 trial.*--resume"):
-        run_sweep(sweep_cfg(tmp_path, tiny_dir, trials=2), log=lambda s: None)
-    other = sweep_cfg(tmp_path, tiny_dir, trials=2, resume=True)
+        run_sweep(sweep_cfg(tmp_path, tiny_mlm_dir, trials=2), log=lambda s: None)
+    other = sweep_cfg(tmp_path, tiny_mlm_dir, trials=2, resume=True)
     other.run_overrides = {**other.run_overrides, "max_steps": 5}
     with pytest.raises(ConfigError, match=r"other settings .*'max_steps': \(4, 5\)"):
         run_sweep(other, log=lambda s: None)
-    result = run_sweep(sweep_cfg(tmp_path, tiny_dir, trials=2, resume=True), log=lambda s: None)
+    result = run_sweep(sweep_cfg(tmp_path, tiny_mlm_dir, trials=2, resume=True), log=lambda s: None)
     assert result.n_complete == 2
     assert len(trial_runs(result.parent_run_id)) == 2  # the resumed sweep kept its parent run
 
 
 @requires_data("sst2")
-def test_pruned_trial_counts_and_is_labelled(tmp_path, tiny_dir, monkeypatch):
+def test_pruned_trial_counts_and_is_labelled(tmp_path, tiny_mlm_dir, monkeypatch):
     from workbench.sweeps import study as study_mod
 
     monkeypatch.setattr(study_mod, "_make_pruner", lambda name: optuna.pruners.ThresholdPruner(lower=2.0))
-    result = run_sweep(sweep_cfg(tmp_path, tiny_dir, trials=2), log=lambda s: None)
+    result = run_sweep(sweep_cfg(tmp_path, tiny_mlm_dir, trials=2), log=lambda s: None)
     assert (result.n_pruned, result.n_complete, result.best_value) == (2, 0, None)
     for r in trial_runs(result.parent_run_id):
         assert r.info.status == "KILLED" and r.data.tags["pruned"] == "true" and "error" not in r.data.tags
@@ -153,7 +143,7 @@ def test_pruned_trial_counts_and_is_labelled(tmp_path, tiny_dir, monkeypatch):
 
 
 @requires_data("sst2")
-def test_failed_trial_is_recorded_and_the_study_goes_on(tmp_path, tiny_dir, monkeypatch):
+def test_failed_trial_is_recorded_and_the_study_goes_on(tmp_path, tiny_mlm_dir, monkeypatch):
     import workbench.recipes.train as train_mod
 
     real_run, calls = train_mod.run, []
@@ -165,7 +155,7 @@ def test_failed_trial_is_recorded_and_the_study_goes_on(tmp_path, tiny_dir, monk
         return real_run(cfg, **kw)
 
     monkeypatch.setattr(train_mod, "run", flaky)
-    result = run_sweep(sweep_cfg(tmp_path, tiny_dir, trials=2), log=lambda s: None)
+    result = run_sweep(sweep_cfg(tmp_path, tiny_mlm_dir, trials=2), log=lambda s: None)
     assert (result.n_complete, result.n_failed) == (2, 1)
     study = optuna.load_study(study_name=result.study_name, storage=f"sqlite:///{tmp_path / 'optuna.db'}")
     failed = [t for t in study.trials if t.state == TrialState.FAIL]
@@ -173,8 +163,8 @@ def test_failed_trial_is_recorded_and_the_study_goes_on(tmp_path, tiny_dir, monk
 
 
 @requires_data("sst2")
-def test_trials_that_always_fail_stop_the_sweep(tmp_path, tiny_dir, capsys):
-    folder, verbalizer = tiny_dir
+def test_trials_that_always_fail_stop_the_sweep(tmp_path, tiny_mlm_dir, capsys):
+    folder, verbalizer = tiny_mlm_dir
     code = main(["sweep", "--method", "prompt-finetune", "--model", str(folder), "--shots", "4", "--max-steps", "2",
                  "--verbalizer-file", str(verbalizer), "--param", "template_id=99", "--max-failures", "2",
                  "--storage", f"sqlite:///{tmp_path / 'optuna.db'}", "--no-progress"])

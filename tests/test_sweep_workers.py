@@ -24,18 +24,8 @@ from conftest import requires_data
 pytestmark = requires_data("sst2")
 
 
-@pytest.fixture()
-def tiny_dir(tmp_path, tiny_mlm):
-    folder = tmp_path / "tiny-bert"
-    tiny_mlm.model.save_pretrained(folder)
-    tiny_mlm.tokenizer.save_pretrained(folder)
-    verbalizer = tmp_path / "v.txt"
-    verbalizer.write_text("bad, terrible\ngreat, good\n")
-    return folder, verbalizer
-
-
-def sweep_cmd(tiny_dir, storage: str, trials: int, max_steps: int, *extra: str) -> list[str]:
-    folder, verbalizer = tiny_dir
+def sweep_cmd(tiny_mlm_dir, storage: str, trials: int, max_steps: int, *extra: str) -> list[str]:
+    folder, verbalizer = tiny_mlm_dir
     return [sys.executable, "-m", "workbench.sweeps.cli", "sweep", "--method", "prompt-finetune",
             "--model", str(folder), "--shots", "4", "--template-id", "1", "--verbalizer-file", str(verbalizer),
             "--max-steps", str(max_steps), "--eval-every", "2", "--eval-limit", "16", "--trials", str(trials),
@@ -54,9 +44,9 @@ def load(storage: str) -> optuna.Study | None:
 
 
 @pytest.mark.parametrize("sig", [signal.SIGKILL, signal.SIGINT], ids=["kill-9", "ctrl-c"])
-def test_stopped_sweep_resumes_without_losing_or_repeating_trials(tmp_path, tiny_dir, sig):
+def test_stopped_sweep_resumes_without_losing_or_repeating_trials(tmp_path, tiny_mlm_dir, sig):
     storage = f"sqlite:///{tmp_path / 'optuna.db'}"
-    proc = subprocess.Popen(sweep_cmd(tiny_dir, storage, 4, 10), cwd=tmp_path, stdout=subprocess.DEVNULL,
+    proc = subprocess.Popen(sweep_cmd(tiny_mlm_dir, storage, 4, 10), cwd=tmp_path, stdout=subprocess.DEVNULL,
                             stderr=subprocess.DEVNULL)
     deadline, running = time.monotonic() + 300, None
     try:
@@ -77,7 +67,7 @@ def test_stopped_sweep_resumes_without_losing_or_repeating_trials(tmp_path, tiny
     before = {t.number: (t.value, t.params) for t in finished(study)}
     killed = running[0]
 
-    out = subprocess.run(sweep_cmd(tiny_dir, storage, 4, 10, "--resume"), cwd=tmp_path, capture_output=True,
+    out = subprocess.run(sweep_cmd(tiny_mlm_dir, storage, 4, 10, "--resume"), cwd=tmp_path, capture_output=True,
                          text=True, timeout=600)
     assert out.returncode == 0, out.stderr[-2000:]
     if sig == signal.SIGKILL:  # a dead worker's trial is found on resume; Ctrl-C records its own
@@ -98,8 +88,8 @@ def test_stopped_sweep_resumes_without_losing_or_repeating_trials(tmp_path, tiny
     assert len(parents) == 1 and parents[0].info.status == "FINISHED"  # the resumed sweep kept its parent run
 
 
-def run_two_workers(tmp_path, tiny_dir, storage: str, trials: int = 4) -> optuna.Study:
-    procs = [subprocess.Popen(sweep_cmd(tiny_dir, storage, trials, 4, "--resume"), cwd=tmp_path,
+def run_two_workers(tmp_path, tiny_mlm_dir, storage: str, trials: int = 4) -> optuna.Study:
+    procs = [subprocess.Popen(sweep_cmd(tiny_mlm_dir, storage, trials, 4, "--resume"), cwd=tmp_path,
                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for _ in range(2)]
     outs = [p.communicate(timeout=600) for p in procs]
     for p, (_, err) in zip(procs, outs):
@@ -118,8 +108,8 @@ def run_two_workers(tmp_path, tiny_dir, storage: str, trials: int = 4) -> optuna
     return study
 
 
-def test_two_workers_share_one_sqlite_study(tmp_path, tiny_dir):
-    study = run_two_workers(tmp_path, tiny_dir, f"sqlite:///{tmp_path / 'optuna.db'}")
+def test_two_workers_share_one_sqlite_study(tmp_path, tiny_mlm_dir):
+    study = run_two_workers(tmp_path, tiny_mlm_dir, f"sqlite:///{tmp_path / 'optuna.db'}")
     assert len({t.user_attrs["worker"] for t in finished(study)}) >= 1
 
 
@@ -171,5 +161,5 @@ def postgres_url():
         shutil.rmtree(root, ignore_errors=True)
 
 
-def test_two_workers_share_one_postgres_study(tmp_path, tiny_dir, postgres_url):
-    run_two_workers(tmp_path, tiny_dir, postgres_url)
+def test_two_workers_share_one_postgres_study(tmp_path, tiny_mlm_dir, postgres_url):
+    run_two_workers(tmp_path, tiny_mlm_dir, postgres_url)

@@ -11,16 +11,6 @@ FIXED_METRICS = {"train/loss", "eval/accuracy", "test/accuracy", "trainable_para
                  "train/seconds", "train/examples_per_s", "peak_mem_mb"}
 
 
-@pytest.fixture()
-def tiny_mlm_dir(tmp_path, tiny_mlm):
-    folder = tmp_path / "tiny-bert"
-    tiny_mlm.model.save_pretrained(folder)
-    tiny_mlm.tokenizer.save_pretrained(folder)
-    verbalizer = tmp_path / "v.txt"
-    verbalizer.write_text("bad, terrible\ngreat, good\n")
-    return folder, verbalizer
-
-
 @requires_data("sst2")
 @pytest.mark.parametrize("method", ["prompt-finetune", "finetune"])
 def test_train_logs_one_complete_run(tiny_mlm_dir, capsys, method):

@@ -145,26 +145,10 @@ def register(subparsers) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """`workbench` with these commands registered even where workbench/cli.py does not (yet) register them."""
-    import sys
+    """`python -m workbench.sweeps.cli ...` is the same as `workbench ...`."""
+    from workbench.cli import main as cli_main
 
-    from workbench import cli
-    from workbench.errors import WorkbenchError
-
-    parser = cli.build_parser()
-    sub = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
-    if "sweep" not in sub.choices:
-        register(sub)
-    args = parser.parse_args(argv)
-    try:
-        args.func(args)
-    except WorkbenchError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        print("interrupted", file=sys.stderr)
-        return 130
-    return 0
+    return cli_main(argv)
 
 
 if __name__ == "__main__":
