@@ -6,6 +6,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import torch
+from torch import nn
+
 from workbench.errors import ConfigError
 from workbench.methods.base import BuildContext, freeze
 from workbench.methods.heads import make_head
@@ -18,6 +21,7 @@ class PrefixOptions:
     num_virtual_tokens: int = 10
     projection: bool = True  # the MLP reparameterisation of Li & Liang
     encoder_hidden_size: int = 512
+    init_std: float = 0.02  # prefixes start near zero (PEFT's default N(0, 1) hides the zero-shot model)
     head: str = "verbalizer"
 
 
@@ -43,4 +47,17 @@ def build(ctx: BuildContext, opts: PrefixOptions) -> PromptClassifier:
         encoder_hidden_size=opts.encoder_hidden_size,
     )
     model = get_peft_model(ctx.backbone.model, config)
+    _start_small(model.prompt_encoder[model.active_adapter], opts.init_std)
     return PromptClassifier(model, head)
+
+
+def _start_small(encoder: nn.Module, std: float) -> None:
+    """PEFT draws prefix embeddings from N(0, 1): keys and values far larger than the model's own, which
+    wipes out the label-word reading a verbalizer head starts from (runs sat at chance). Start the
+    prefixes near zero instead, so training begins from the zero-shot model."""
+    with torch.no_grad():
+        encoder.embedding.weight.normal_(0.0, std)
+        transform = getattr(encoder, "transform", None)
+        if transform is not None:  # the reparameterisation's last layer decides the prefix scale
+            transform[-1].weight.normal_(0.0, std)
+            transform[-1].bias.zero_()
