@@ -10,7 +10,7 @@ from dataclasses import dataclass
 import torch
 
 from workbench.methods.base import BuildContext, freeze
-from workbench.methods.prompt_finetune import verbalizer_head
+from workbench.methods.heads import make_head
 from workbench.prompts.encoding import render
 from workbench.tasks.registry import Example
 from workbench.training.classifier import PromptClassifier
@@ -29,7 +29,7 @@ def build(ctx: BuildContext, opts: ICLOptions) -> PromptClassifier:
     if opts.demos_per_class < 0:
         raise ValueError("demos_per_class must be >= 0")
     freeze(ctx.backbone.model)
-    return PromptClassifier(ctx.backbone.model, verbalizer_head(ctx))
+    return PromptClassifier(ctx.backbone.model, make_head(ctx, "verbalizer", "icl"))
 
 
 def demonstrations(ctx: BuildContext, opts: ICLOptions) -> str:

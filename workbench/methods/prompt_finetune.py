@@ -5,8 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from workbench.methods.base import BuildContext
+from workbench.methods.heads import make_head
 from workbench.training.classifier import PromptClassifier
-from workbench.training.heads import VerbalizerHead
 
 
 @dataclass
@@ -14,12 +14,7 @@ class PromptFinetuneOptions:
     pass
 
 
-def verbalizer_head(ctx: BuildContext) -> VerbalizerHead:
-    assert ctx.label_words is not None
-    return VerbalizerHead(ctx.label_words.token_ids, ctx.label_words.class_matrix)
-
-
 def build(ctx: BuildContext, opts: PromptFinetuneOptions) -> PromptClassifier:
     for p in ctx.backbone.model.parameters():
         p.requires_grad_(True)
-    return PromptClassifier(ctx.backbone.model, verbalizer_head(ctx))
+    return PromptClassifier(ctx.backbone.model, make_head(ctx, "verbalizer", "prompt-finetune"))

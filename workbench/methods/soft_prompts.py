@@ -15,6 +15,7 @@ from torch import nn
 from workbench.errors import ConfigError
 from workbench.methods.base import BuildContext, freeze
 from workbench.methods.heads import make_head
+from workbench.prompts.encoding import special_affixes
 from workbench.prompts.template import Segment, Template
 from workbench.prompts.verbalizer import space_sensitive
 from workbench.training.classifier import PromptClassifier
@@ -111,9 +112,7 @@ class PromptTuningOptions:
 def build_prompt_tuning(ctx: BuildContext, opts: PromptTuningOptions) -> PromptClassifier:
     freeze(ctx.backbone.model)
     head = make_head(ctx, opts.head, "prompt-tuning")
-    from workbench.prompts.encoding import _special_affixes
-
-    insert_at = len(_special_affixes(ctx.backbone.tokenizer)[0])
+    insert_at = len(special_affixes(ctx.backbone.tokenizer)[0])
     transform = PrependedPrompt(init_prompt(ctx, opts.num_virtual_tokens, opts.init, ctx.seed), insert_at)
     return PromptClassifier(ctx.backbone.model, head, transform)
 

@@ -34,7 +34,7 @@ class _Piece:
     shortenable: bool = False
 
 
-def _special_affixes(tokenizer) -> tuple[list[int], list[int]]:
+def special_affixes(tokenizer) -> tuple[list[int], list[int]]:
     """The ids a tokenizer adds around a single sequence ([CLS] ... [SEP], <bos> ...), found by probing."""
     plain = tokenizer("x", add_special_tokens=False)["input_ids"]
     full = tokenizer("x")["input_ids"]
@@ -53,7 +53,7 @@ class PromptEncoder:
         self.text_fields = text_fields
         self.max_length = max_length
         self.prefix_text = prefix_text
-        self.prefix_ids, self.suffix_ids = _special_affixes(tokenizer)
+        self.prefix_ids, self.suffix_ids = special_affixes(tokenizer)
         if self.kind == ModelKind.CAUSAL:
             self.suffix_ids = []  # the label is predicted at the end: nothing may follow
         self._space = space_sensitive(tokenizer)
