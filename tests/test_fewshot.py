@@ -3,7 +3,7 @@ from collections import Counter
 import pytest
 
 from workbench.errors import ConfigError, WorkbenchError
-from workbench.tasks import few_shot_split, get_task, load_task_yaml
+from workbench.data import few_shot_split, get_task, load_task_yaml
 
 from conftest import requires_data
 

@@ -6,7 +6,7 @@ import torch
 from workbench.models import ModelKind
 from workbench.prompts import PromptEncoder, Verbalizer, collate, parse_template
 from workbench.prompts.verbalizer import label_word_ids
-from workbench.tasks import Example
+from workbench.data import Example
 from workbench.training import PromptClassifier, VerbalizerHead, label_word_logits
 
 SENTENCES = ["it was a great movie", "the plot was dull and the actors bad", "fun", "not very good , but funny"]

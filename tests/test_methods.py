@@ -7,10 +7,10 @@ import pytest
 import torch
 
 from workbench.errors import ConfigError
-from workbench.methods import METHODS, BuildContext, get_method
+from workbench.adaptation import METHODS, BuildContext, get_method
 from workbench.prompts import PromptEncoder, Verbalizer, collate, parse_template
 from workbench.prompts.verbalizer import label_word_ids
-from workbench.tasks import Example, TaskSpec
+from workbench.data import Example, TaskSpec
 from workbench.training import TrainerConfig, predict, train
 
 TASK = TaskSpec(name="toy", text_fields=("sentence",), label_field="label", label_names=("neg", "pos"),

@@ -36,7 +36,7 @@ def trial_runs(parent_id: str):
 
 
 def test_every_shipped_space_names_only_fields_and_options():
-    from workbench.methods import METHODS
+    from workbench.adaptation import METHODS
 
     for name in METHODS:
         space = load_space(name)  # raises on a name the method does not have

@@ -4,7 +4,7 @@ from workbench.errors import ConfigError
 from workbench.models import ModelKind
 from workbench.prompts import PromptEncoder, load_templates, parse_template
 from workbench.prompts.template import Segment
-from workbench.tasks import Example
+from workbench.data import Example
 
 
 def test_parses_openprompt_syntax():

@@ -71,7 +71,7 @@ def test_saved_method_reloads_with_identical_predictions(tiny_mlm_dir, tmp_path,
                                                                        "method/run_config.json"}
     logged = list(csv.DictReader(open(client.download_artifacts(run_id, "predictions.csv", str(tmp_path)))))
 
-    from workbench.tasks import get_task
+    from workbench.data import get_task
 
     rows = get_task("sst2").load_split("test")[:16]
     inp = tmp_path / "in.tsv"

@@ -4,7 +4,7 @@ import torch
 
 from workbench.prompts import PromptEncoder, Verbalizer, parse_template
 from workbench.prompts.verbalizer import label_word_ids
-from workbench.tasks import Example
+from workbench.data import Example
 from workbench.training import PromptClassifier, TrainerConfig, VerbalizerHead, predict, train
 from workbench.training.trainer import _autocast, _optimizer, accuracy
 

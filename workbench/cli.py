@@ -132,7 +132,7 @@ def cmd_models(args: argparse.Namespace) -> None:
 
 
 def cmd_tasks(args: argparse.Namespace) -> None:
-    from workbench.tasks import BUILTIN_TASKS, get_task
+    from workbench.data import BUILTIN_TASKS, get_task
 
     if args.action == "list":
         for t in BUILTIN_TASKS.values():
@@ -154,7 +154,7 @@ def cmd_tasks(args: argparse.Namespace) -> None:
 def cmd_methods(args: argparse.Namespace) -> None:
     import dataclasses
 
-    from workbench.methods import METHODS
+    from workbench.adaptation import METHODS
 
     for m in METHODS.values():
         opts = ", ".join(f"{f.name}={f.default!r}" for f in dataclasses.fields(m.options)) or "-"

@@ -1,4 +1,4 @@
-"""Rows for the mixture: the classification tasks through `workbench.tasks`, and readers for the arithmetic sets.
+"""Rows for the mixture: the classification tasks through `workbench.data`, and readers for the arithmetic sets.
 
 Every row becomes a flat dict of strings (the fields templates may use) with `answer` set, plus the class
 options for classification tasks. The arithmetic files' formats are described in the data manifest.
@@ -13,8 +13,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from workbench.errors import ConfigError, WorkbenchError
-from workbench.tasks import get_task
-from workbench.tasks.registry import DATA_DIR_ENV
+from workbench.data import get_task
+from workbench.data.registry import DATA_DIR_ENV
 
 CLASSIFICATION = ("sst2", "sst5", "trec", "rte")
 ARITHMETIC = ("gsm8k", "multiarith", "svamp")

@@ -16,7 +16,7 @@ from workbench.errors import ConfigError
 from workbench.models.backbone import ModelKind
 from workbench.prompts.template import PLACEHOLDERS, Segment, Template
 from workbench.prompts.verbalizer import space_sensitive
-from workbench.tasks.registry import Example
+from workbench.data.registry import Example
 
 
 @dataclass

@@ -77,8 +77,8 @@ class CompareResult:
 
 def validate(cfg: CompareConfig) -> None:
     """Unknown task, method, option or run field: one line, before any run starts."""
-    from workbench.methods import get_method
-    from workbench.tasks import get_task
+    from workbench.adaptation import get_method
+    from workbench.data import get_task
 
     get_task(cfg.task)
     if not cfg.methods:
@@ -98,7 +98,7 @@ def validate(cfg: CompareConfig) -> None:
 
 def run_config(cfg: CompareConfig, method: str, seed: int, overrides: dict, fixed: dict | None = None) -> RunConfig:
     """The run: the sweep's fixed settings, then this comparison's shared settings, then the method's config."""
-    from workbench.methods import get_method
+    from workbench.adaptation import get_method
 
     raw = {**(fixed or {}), **cfg.run_overrides, **{k: v for k, v in overrides.items() if k != "method_options"},
            "task": cfg.task, "method": method, "model": cfg.model, "shots": cfg.shots, "seed": seed,
@@ -124,21 +124,21 @@ def best_config(cfg: CompareConfig, method: str) -> tuple[dict, dict, str]:
 
 def match_params(rc: RunConfig) -> dict[str, str]:
     """The params `run()` logs that decide its result, as MLflow stores them (strings)."""
-    from workbench.methods import get_method
-    from workbench.tasks import get_task
-    from workbench.tracking.mlflow_run import _flatten
+    from workbench.adaptation import get_method
+    from workbench.data import get_task
+    from workbench.tracking import flatten_params
 
     method = get_method(rc.method)
     resolved = {k: v for k, v in dataclasses.asdict(rc).items() if k not in NEUTRAL_FIELDS}
     resolved["lr"] = rc.lr if rc.lr is not None else method.default_lr
     resolved["method_options"] = dataclasses.asdict(method.parse_options(rc.method_options))
     resolved["eval_split"] = rc.eval_split or get_task(rc.task).eval_split
-    return _flatten(resolved)
+    return flatten_params(resolved)
 
 
 def _reused_run(rc: RunConfig, model_tags: dict) -> str | None:
-    from workbench.sweeps.tracking import find_matching_run
-    from workbench.tasks import few_shot_split, get_task
+    from workbench.tracking import find_matching_run
+    from workbench.data import few_shot_split, get_task
 
     task = get_task(rc.task)
     tags = {"task": task.name, "method": rc.method, "model": rc.model, "seed": str(rc.seed), "shots": str(rc.shots),
@@ -150,6 +150,8 @@ def _record_reused(source_id: str, method: str, seed: int) -> RunResult:
     """A nested run under the comparison that carries a reused run's params and metrics."""
     import mlflow
 
+    from workbench.tracking import RunTracker
+
     client = mlflow.MlflowClient()
     src = client.get_run(source_id)
     m = dict(src.data.metrics)
@@ -157,11 +159,13 @@ def _record_reused(source_id: str, method: str, seed: int) -> RunResult:
     history = client.get_metric_history(source_id, "eval/accuracy")
     if history:
         m["eval/accuracy"] = max(history, key=lambda x: (x.timestamp, x.step)).value
-    with mlflow.start_run(run_name=f"{src.info.run_name} (reused)", nested=True):
-        mlflow.set_tags({**{k: v for k, v in src.data.tags.items() if not k.startswith("mlflow.")},
-                         "reused_from": source_id})
-        mlflow.log_params(src.data.params)
-        mlflow.log_metrics({k: m[k] for k in COPIED_METRICS if k in m})
+    parent = mlflow.active_run()
+    experiment = client.get_experiment(parent.info.experiment_id if parent else src.info.experiment_id).name
+    with RunTracker(experiment, f"{src.info.run_name} (reused)", mlflow.get_tracking_uri(), nested=True,
+                    tags={**{k: v for k, v in src.data.tags.items() if not k.startswith("mlflow.")},
+                          "reused_from": source_id}) as reused:
+        reused.log_params(src.data.params)
+        reused.log_metrics({k: m[k] for k in COPIED_METRICS if k in m})
     rc = RunConfig(method=method, seed=seed)
     return RunResult(source_id, m.get("eval/accuracy", float("nan")), {"accuracy": m["test/accuracy"]},
                      src.data.tags.get("eval_split", "test"), int(m.get("trainable_params", 0)),
@@ -172,8 +176,8 @@ def compare(cfg: CompareConfig, log=print) -> CompareResult:
     import mlflow
 
     from workbench.models import resolve_model
-    from workbench.sweeps.tracking import check_tracking_uri, parent_run
-    from workbench.tasks import get_task
+    from workbench.tracking import RunTracker, check_tracking_uri
+    from workbench.data import get_task
 
     validate(cfg)
     cfg = dataclasses.replace(cfg, tracking_uri=check_tracking_uri(cfg.tracking_uri))
@@ -187,7 +191,7 @@ def compare(cfg: CompareConfig, log=print) -> CompareResult:
     tags = {"compare": "true", "task": task.name, "model": cfg.model, "shots": str(cfg.shots),
             "methods": ",".join(cfg.methods), "seeds": ",".join(map(str, cfg.seeds))}
     rows = []
-    with parent_run(cfg.run_overrides.get("experiment") or task.name, name, cfg.tracking_uri, tags=tags) as parent:
+    with RunTracker(cfg.run_overrides.get("experiment") or task.name, name, cfg.tracking_uri, tags=tags) as parent:
         mlflow.log_dict({m: {"source": s, "fixed": f, "overrides": o} for m, (f, o, s) in plans.items()},
                         "configs.json")
         eval_split = task.eval_split
@@ -198,7 +202,7 @@ def compare(cfg: CompareConfig, log=print) -> CompareResult:
                 reused = _reused_run(rc, model_tags) if cfg.reuse else None
                 r = _record_reused(reused, method, seed) if reused else run(rc)
                 if not reused:
-                    mlflow.MlflowClient().set_tag(r.run_id, "compare.parent", parent.info.run_id)
+                    mlflow.MlflowClient().set_tag(r.run_id, "compare.parent", parent.run_id)
                 eval_split = r.eval_split
                 row.seeds.append(seed)
                 row.test.append(r.test_metrics["accuracy"])
@@ -213,7 +217,7 @@ def compare(cfg: CompareConfig, log=print) -> CompareResult:
             mlflow.log_metrics({f"{method}/test_accuracy_mean": row.mean, f"{method}/test_accuracy_sd": row.sd,
                                 f"{method}/trainable_fraction": row.trainable_fraction,
                                 f"{method}/train_seconds_mean": statistics.mean(row.train_seconds)})
-        result = CompareResult(parent.info.run_id, rows, eval_split)
+        result = CompareResult(parent.run_id, rows, eval_split)
         mlflow.log_text(result.table() + "\n", "comparison.md")
         mlflow.log_dict([{"method": r.method, "source": r.source, "seeds": r.seeds, "test_accuracy": r.test,
                           "dev_accuracy": r.dev, "mean": r.mean, "sd": r.sd,

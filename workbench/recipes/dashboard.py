@@ -6,7 +6,7 @@ import subprocess
 import sys
 
 from workbench.errors import WorkbenchError
-from workbench.tracking import resolve_tracking_uri
+from workbench.tracking import check_tracking_uri, resolve_tracking_uri
 
 
 def dashboard_command(tracking_uri: str | None = None, host: str = "127.0.0.1", port: int = 5000,
@@ -22,8 +22,6 @@ def dashboard_command(tracking_uri: str | None = None, host: str = "127.0.0.1", 
 
 def serve(tracking_uri: str | None = None, host: str = "127.0.0.1", port: int = 5000, log=print) -> int:
     """Run the UI in the foreground until Ctrl-C; returns its exit status."""
-    from workbench.sweeps.tracking import check_tracking_uri
-
     cmd = dashboard_command(tracking_uri, host, port)
     check_tracking_uri(tracking_uri)
     log(f"MLflow UI for {resolve_tracking_uri(tracking_uri)} on http://{host}:{port} (Ctrl-C stops it)")

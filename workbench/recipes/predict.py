@@ -11,10 +11,10 @@ from pathlib import Path
 import numpy as np
 
 from workbench.errors import ConfigError, WorkbenchError
-from workbench.methods.artifacts import ARTIFACT_DIR, CONFIG, load_trained
+from workbench.adaptation.artifacts import ARTIFACT_DIR, CONFIG, load_trained
 from workbench.prompts import Verbalizer, parse_template
 from workbench.recipes.train import RunConfig, prepare
-from workbench.tasks import Example
+from workbench.data import Example
 from workbench.tracking import resolve_tracking_uri
 from workbench.training import predict
 

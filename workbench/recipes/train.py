@@ -17,13 +17,13 @@ import numpy as np
 import torch
 
 from workbench.errors import ConfigError, WorkbenchError
-from workbench.methods import BuildContext, get_method
-from workbench.methods import icl as icl_method
-from workbench.methods.artifacts import ARTIFACT_DIR, save_trained
+from workbench.adaptation import BuildContext, get_method
+from workbench.adaptation import icl as icl_method
+from workbench.adaptation.artifacts import ARTIFACT_DIR, save_trained
 from workbench.models import load_backbone, load_tokenizer, resolve_model
 from workbench.prompts import PromptEncoder, load_templates, load_verbalizer
 from workbench.prompts.verbalizer import label_word_ids
-from workbench.tasks import compute_metrics, few_shot_split, get_task
+from workbench.data import compute_metrics, few_shot_split, get_task
 from workbench.tracking import RunTracker
 from workbench.training import PromptClassifier, TrainerConfig, predict, train
 from workbench.training.trainer import peak_memory_mb, pick_device
@@ -200,7 +200,7 @@ def run(cfg: RunConfig, backbone=None, on_eval: Callable[[int, float], None] | N
             "shots": str(cfg.shots), "split_fingerprint": split.fingerprint, "eval_split": eval_split,
             **{f"model/{k}": str(v) for k, v in p.ref.identity.items()}}
     with RunTracker(cfg.experiment or task.name, f"{method.name}-{task.name}-k{cfg.shots}-s{cfg.seed}",
-                    cfg.tracking_uri, nested=_active_run(), tags=tags) as tracker:
+                    cfg.tracking_uri, tags=tags) as tracker:
         tracker.log_config(resolved)
         tracker.log_dict(split.ids, "split_ids.json")
         tracker.log_metrics({"trainable_params": trainable, "trainable_fraction": trainable / total})
@@ -247,12 +247,6 @@ def _should_save(policy: str, fraction: float) -> bool:
         raise ConfigError(f"save {policy!r}: choose auto, always or never")
     # "auto" keeps parameter-efficient artifacts (small) and skips full copies of the backbone.
     return policy == "always" or (policy == "auto" and fraction < SAVE_AUTO_MAX_FRACTION)
-
-
-def _active_run() -> bool:
-    import mlflow
-
-    return mlflow.active_run() is not None
 
 
 __all__ = ["DEFAULT_MODEL", "RunConfig", "RunResult", "WorkbenchError", "run"]

@@ -69,7 +69,7 @@ def sweep_job_from_args(args: argparse.Namespace):
                         tracking_uri=rc.tracking_uri, max_failures=args.max_failures, progress=False)
     baseline = None if args.baseline in ("", "none") else args.baseline
     if baseline:
-        from workbench.methods import get_method
+        from workbench.adaptation import get_method
 
         get_method(baseline)
     final = {"eval_limit": args.eval_limit} if args.eval_limit is not None else {}

@@ -214,7 +214,7 @@ def load_space(method: str, file: str | Path | None = None, overrides: list[str]
 
     A user file given with `file` replaces the default; its `params` are checked the same way.
     """
-    from workbench.methods import get_method
+    from workbench.adaptation import get_method
 
     spec = get_method(method)
     path = Path(file) if file else default_space_file(method)

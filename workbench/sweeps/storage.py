@@ -48,7 +48,7 @@ def open_storage(url: str) -> optuna.storages.RDBStorage:
                                  f"folder {Path(path).parent} does not exist")
     elif url.startswith("postgresql"):
         engine_kwargs = {"connect_args": {"connect_timeout": 10}, "pool_pre_ping": True}
-    from workbench.sweeps.tracking import sqlite_lock
+    from workbench.tracking import sqlite_lock
 
     try:
         for attempt in range(3):

@@ -21,7 +21,7 @@ from workbench.errors import ConfigError, WorkbenchError
 from workbench.sweeps.space import SearchSpace, check_value, load_space
 from workbench.sweeps.storage import (WORKER, open_storage, reap_dead_trials, redact, resolve_storage,
                                       study_name as default_study_name)
-from workbench.sweeps.tracking import check_tracking_uri, parent_run
+from workbench.tracking import RunTracker, check_tracking_uri
 
 FINISHED = (TrialState.COMPLETE, TrialState.PRUNED)
 # RunConfig fields that do not change a trial's result, so they may differ between workers and resumes.
@@ -81,9 +81,9 @@ def _protocol(base: dict) -> dict:
 
 def validate(cfg: SweepConfig) -> tuple[SearchSpace, dict]:
     """Every check that needs no trial: task, method, options, space, run fields. Returns (space, base run)."""
-    from workbench.methods import get_method
+    from workbench.adaptation import get_method
     from workbench.recipes.train import RunConfig
-    from workbench.tasks import get_task
+    from workbench.data import get_task
 
     get_task(cfg.task)
     method = get_method(cfg.method)
@@ -242,7 +242,7 @@ def run_sweep(cfg: SweepConfig, log=print) -> SweepResult:
     storage = open_storage(storage_url)
     uri = check_tracking_uri(cfg.tracking_uri)
     base["tracking_uri"] = uri
-    from workbench.tasks import get_task
+    from workbench.data import get_task
 
     task_name = get_task(cfg.task).name  # a task YAML file's path differs from its name
     name = cfg.study_name or default_study_name(task_name, cfg.method, cfg.model, cfg.shots)
@@ -254,15 +254,15 @@ def run_sweep(cfg: SweepConfig, log=print) -> SweepResult:
     tags = {"sweep": "true", "optuna.study": name, "optuna.storage": redact(storage_url), "task": task_name,
             "method": cfg.method, "model": cfg.model, "shots": str(cfg.shots), "seed": str(cfg.seed)}
     run_id = _parent_id(study, created)
-    with parent_run(experiment, f"sweep-{name}", uri, run_id=run_id, tags=tags) as parent:
+    with RunTracker(experiment, f"sweep-{name}", uri, tags=tags, resume_run_id=run_id) as parent:
         if run_id is None:
-            study.set_user_attr("mlflow_parent_run_id", parent.info.run_id)
+            study.set_user_attr("mlflow_parent_run_id", parent.run_id)
             mlflow.log_params({"sweep.trials": cfg.trials, "sweep.pruner": cfg.pruner,
                                **{f"sweep.{k}": str(v)[:500] for k, v in _protocol(base).items()}})
             mlflow.log_dict(space.to_dict(), "search_space.yaml")
-        log(f"study {name} in {redact(storage_url)}; MLflow parent run {parent.info.run_id}")
+        log(f"study {name} in {redact(storage_url)}; MLflow parent run {parent.run_id}")
         _optimize(study, cfg, space, base, name, log)
-        result = _summarize(study, name, storage_url, parent.info.run_id, space)
+        result = _summarize(study, name, storage_url, parent.run_id, space)
         _log_parent(study, result)
     return result
 
@@ -369,7 +369,7 @@ def best_known(task: str, method: str, model: str, shots: int, storage: str | No
     url = resolve_storage(storage)
     if url.startswith("sqlite:///") and not os.path.exists(url.split("///", 1)[1]):
         return {}, {}, None
-    from workbench.tasks import get_task
+    from workbench.data import get_task
 
     name = study_name or default_study_name(get_task(task).name, method, model, shots)
     try:

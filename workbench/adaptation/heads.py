@@ -4,20 +4,19 @@ from __future__ import annotations
 
 from torch import nn
 
+from workbench.adaptation.registry import BuildContext
 from workbench.errors import ConfigError
-from workbench.methods.base import BuildContext
 from workbench.models.backbone import ModelKind
 from workbench.training.heads import LinearHead, VerbalizerHead
 
 HEADS = ("verbalizer", "linear")
+HEAD_HELP = "verbalizer: label-word scores at the mask; linear: a new classification layer"
 
 
-def make_head(ctx: BuildContext, head: str, method: str) -> nn.Module:
-    if head not in HEADS:
-        raise ConfigError(f"method {method!r}: head {head!r}; choose one of {list(HEADS)}")
+def make_head(ctx: BuildContext, head: str) -> nn.Module:
     if head == "linear":
         return LinearHead(ctx.backbone.hidden_size, ctx.task.num_classes)
     if ctx.backbone.kind == ModelKind.ENCODER or ctx.label_words is None:
-        raise ConfigError(f"method {method!r}: the verbalizer head needs a masked or causal LM with a template; "
-                          f"this model is a plain encoder: use --head linear")
+        raise ConfigError("method.head: the verbalizer head needs a masked or causal LM with a template; this model "
+                          "is a plain encoder: use head=linear", field="method.head")
     return VerbalizerHead(ctx.label_words.token_ids, ctx.label_words.class_matrix)

@@ -1,8 +1,8 @@
 """Tasks: what a dataset looks like, where its rows come from, k-shot splits and metrics."""
 
-from workbench.tasks.fewshot import FewShotSplit, few_shot_split
-from workbench.tasks.metrics import compute_metrics
-from workbench.tasks.registry import BUILTIN_TASKS, Example, TaskSpec, get_task, load_task_yaml
+from workbench.data.fewshot import FewShotSplit, few_shot_split
+from workbench.data.metrics import compute_metrics
+from workbench.data.registry import BUILTIN_TASKS, Example, TaskSpec, get_task, load_task_yaml
 
 __all__ = [
     "BUILTIN_TASKS", "Example", "FewShotSplit", "TaskSpec", "compute_metrics", "few_shot_split",

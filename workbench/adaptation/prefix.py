@@ -9,37 +9,34 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from workbench.errors import ConfigError
-from workbench.methods.base import BuildContext, freeze
-from workbench.methods.heads import make_head
+from workbench.adaptation.heads import HEAD_HELP, HEADS, make_head
+from workbench.adaptation.registry import BuildContext, Method, freeze, register_method
+from workbench.config import Categorical, Float, MethodOptions, SearchSpace, option
 from workbench.models.backbone import ModelKind
 from workbench.training.classifier import PromptClassifier
 
 
 @dataclass
-class PrefixOptions:
-    num_virtual_tokens: int = 10
-    projection: bool = True  # the MLP reparameterisation of Li & Liang
-    encoder_hidden_size: int = 512
-    init_std: float = 0.02  # prefixes start near zero (PEFT's default N(0, 1) hides the zero-shot model)
-    head: str = "verbalizer"
+class PrefixOptions(MethodOptions):
+    num_virtual_tokens: int = option(10, min=1, help="prefix length at every layer")
+    projection: bool = option(True, help="the MLP reparameterisation of Li & Liang")
+    encoder_hidden_size: int = option(512, min=1, help="hidden size of the reparameterisation MLP")
+    init_std: float = option(0.02, min=0, help="prefixes start near zero (PEFT's N(0, 1) hides the zero-shot "
+                                               "model)")
+    head: str = option("verbalizer", choices=HEADS, help=HEAD_HELP)
 
 
 @dataclass
 class PTuningV2Options(PrefixOptions):
-    projection: bool = False
-    head: str = "linear"
+    projection: bool = option(False, help="the MLP reparameterisation (off in P-tuning v2)")
+    head: str = option("linear", choices=HEADS, help=HEAD_HELP)
 
 
 def build(ctx: BuildContext, opts: PrefixOptions) -> PromptClassifier:
     from peft import PrefixTuningConfig, TaskType, get_peft_model
 
     kind = ctx.backbone.kind
-    if kind == ModelKind.ENCODER and opts.head == "verbalizer":
-        raise ConfigError("prefix tuning with the verbalizer head needs an LM head; use --head linear")
-    if opts.num_virtual_tokens < 1:
-        raise ConfigError("prefix tuning: num_virtual_tokens must be at least 1")
-    head = make_head(ctx, opts.head, "prefix-tuning")
+    head = make_head(ctx, opts.head)
     freeze(ctx.backbone.model)
     config = PrefixTuningConfig(
         task_type=TaskType.CAUSAL_LM if kind == ModelKind.CAUSAL else TaskType.FEATURE_EXTRACTION,
@@ -61,3 +58,19 @@ def _start_small(encoder: nn.Module, std: float) -> None:
         if transform is not None:  # the reparameterisation's last layer decides the prefix scale
             transform[-1].weight.normal_(0.0, std)
             transform[-1].bias.zero_()
+
+
+register_method(Method(
+    name="prefix-tuning", summary="frozen backbone, key/value prefixes at every layer, MLP reparameterisation (PEFT)",
+    options=PrefixOptions, build=build, default_lr=5e-3,
+    space=SearchSpace({"train.lr": Float(1e-3, 3e-2, log=True),
+                       "method.num_virtual_tokens": Categorical([5, 10, 20]),
+                       "method.encoder_hidden_size": Categorical([256, 512]), "train.warmup_ratio": Float(0.0, 0.2)}),
+))
+
+register_method(Method(
+    name="p-tuning-v2", summary="deep prompts at every layer, no reparameterisation, linear head by default (PEFT)",
+    options=PTuningV2Options, build=build, default_lr=5e-3,
+    space=SearchSpace({"train.lr": Float(1e-3, 3e-2, log=True),
+                       "method.num_virtual_tokens": Categorical([5, 10, 20]), "train.warmup_ratio": Float(0.0, 0.2)}),
+))

@@ -8,7 +8,7 @@ import random
 from dataclasses import dataclass
 
 from workbench.errors import WorkbenchError
-from workbench.tasks.registry import Example, TaskSpec
+from workbench.data.registry import Example, TaskSpec
 
 
 @dataclass(frozen=True)

@@ -12,9 +12,10 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
+from workbench.adaptation.heads import HEAD_HELP, HEADS, make_head
+from workbench.adaptation.registry import BuildContext, Method, freeze, register_method
+from workbench.config import Categorical, Float, Int, MethodOptions, SearchSpace, option
 from workbench.errors import ConfigError
-from workbench.methods.base import BuildContext, freeze
-from workbench.methods.heads import make_head
 from workbench.prompts.encoding import special_affixes
 from workbench.prompts.template import Segment, Template
 from workbench.prompts.verbalizer import space_sensitive
@@ -40,13 +41,11 @@ def init_prompt(ctx: BuildContext, n: int, how: str, seed: int) -> torch.Tensor:
     gen = torch.Generator().manual_seed(seed)
     if how == "random":
         return torch.empty(n, emb.shape[1]).uniform_(-0.5, 0.5, generator=gen)
-    if how not in ("vocab", "labels"):
-        raise ConfigError(f"prompt init {how!r}: choose random, vocab or labels")
     pool = common_token_ids(ctx.backbone.tokenizer)
     rows = pool[torch.randint(len(pool), (n,), generator=gen)]
     if how == "labels":
         if ctx.label_words is None:
-            raise ConfigError("init 'labels' needs a verbalizer (label words)")
+            raise ConfigError("method.init: 'labels' needs a verbalizer (label words)", field="method.init")
         label_ids = torch.tensor(ctx.label_words.token_ids)[:n]
         rows[: len(label_ids)] = label_ids
     return emb[rows].float().clone()
@@ -99,35 +98,32 @@ class SlotPromptEncoder(nn.Module):
 
 
 @dataclass
-class PromptTuningOptions:
-    num_virtual_tokens: int = 20
-    init: str = "vocab"  # random | vocab | labels
-    head: str = "verbalizer"
-
-    def __post_init__(self):
-        if self.num_virtual_tokens < 1:
-            raise ValueError("num_virtual_tokens must be at least 1")
+class PromptTuningOptions(MethodOptions):
+    num_virtual_tokens: int = option(20, min=1, help="trainable vectors prepended to every input")
+    init: str = option("vocab", choices=("random", "vocab", "labels"),
+                       help="random: uniform(-0.5, 0.5); vocab: embeddings of common tokens; labels: the label "
+                            "words' embeddings first, then common tokens")
+    head: str = option("verbalizer", choices=HEADS, help=HEAD_HELP)
 
 
 def build_prompt_tuning(ctx: BuildContext, opts: PromptTuningOptions) -> PromptClassifier:
     freeze(ctx.backbone.model)
-    head = make_head(ctx, opts.head, "prompt-tuning")
+    head = make_head(ctx, opts.head)
     insert_at = len(special_affixes(ctx.backbone.tokenizer)[0])
     transform = PrependedPrompt(init_prompt(ctx, opts.num_virtual_tokens, opts.init, ctx.seed), insert_at)
     return PromptClassifier(ctx.backbone.model, head, transform)
 
 
 @dataclass
-class PTuningOptions:
-    prompt_encoder: str = "lstm"  # lstm | mlp | none
-    num_soft: int = 4  # soft tokens inserted before the mask when the template has no {"soft"} slots
-    tune_backbone: bool = False
-    backbone_lr: float = 1e-5  # P-tuning trains the LM at a fixed small rate when it is tuned
-    head: str = "verbalizer"
-
-    def __post_init__(self):
-        if self.prompt_encoder not in ("lstm", "mlp", "none"):
-            raise ValueError(f"prompt_encoder {self.prompt_encoder!r}: choose lstm, mlp or none")
+class PTuningOptions(MethodOptions):
+    prompt_encoder: str = option("lstm", choices=("lstm", "mlp", "none"),
+                                 help="what produces the soft tokens: BiLSTM + MLP, MLP, or free embeddings")
+    num_soft: int = option(4, min=1, help="soft tokens inserted before the mask when the template has no "
+                                          "{\"soft\"} slots")
+    tune_backbone: bool = option(False, help="train the backbone too, at backbone_lr")
+    backbone_lr: float = option(1e-5, above=0, help="the backbone's learning rate when tune_backbone is set "
+                                                    "(P-tuning trains the LM at a fixed small rate)")
+    head: str = option("verbalizer", choices=HEADS, help=HEAD_HELP)
 
 
 def add_soft_slots(template: Template, opts: PTuningOptions) -> Template:
@@ -144,12 +140,13 @@ def build_p_tuning(ctx: BuildContext, opts: PTuningOptions) -> PromptClassifier:
     assert ctx.template is not None
     softs = [s for s in ctx.template.segments if s.kind == "soft"]
     if not softs:
-        raise ConfigError(f"{ctx.template.source}: p-tuning needs {{\"soft\"}} slots in the template")
+        raise ConfigError(f"{ctx.template.source}: p-tuning needs {{\"soft\"}} slots in the template",
+                          field="prompt.template")
     freeze(ctx.backbone.model)
     if opts.tune_backbone:
         for p in ctx.backbone.model.parameters():
             p.requires_grad_(True)
-    head = make_head(ctx, opts.head, "p-tuning")
+    head = make_head(ctx, opts.head)
     init = init_prompt(ctx, len(softs), "vocab", ctx.seed)
     emb = ctx.backbone.model.get_input_embeddings().weight.detach()
     tok = ctx.backbone.tokenizer
@@ -159,3 +156,23 @@ def build_p_tuning(ctx: BuildContext, opts: PTuningOptions) -> PromptClassifier:
             init[i] = emb[tok(prefix + seg.value, add_special_tokens=False)["input_ids"][0]].float()
     return PromptClassifier(ctx.backbone.model, head, SlotPromptEncoder(init, opts.prompt_encoder),
                             backbone_lr=opts.backbone_lr if opts.tune_backbone else None)
+
+
+register_method(Method(
+    name="prompt-tuning", summary="frozen backbone, n soft tokens prepended (Lester et al.)",
+    options=PromptTuningOptions, build=build_prompt_tuning, default_lr=3e-2,
+    extra_tokens=lambda o: o.num_virtual_tokens,
+    space=SearchSpace({"train.lr": Float(1e-3, 3e-1, log=True),
+                       "method.num_virtual_tokens": Categorical([5, 10, 20, 50]),
+                       "method.init": Categorical(["vocab", "labels", "random"]),
+                       "train.warmup_ratio": Float(0.0, 0.2)}),
+))
+
+register_method(Method(
+    name="p-tuning", summary="soft tokens inside the template from an LSTM/MLP prompt encoder (Liu et al.)",
+    options=PTuningOptions, build=build_p_tuning, default_lr=1e-3, rewrite_template=add_soft_slots,
+    space=SearchSpace({"train.lr": Float(1e-4, 3e-2, log=True),
+                       "method.prompt_encoder": Categorical(["lstm", "mlp", "none"]),
+                       "method.num_soft": Int(2, 16, step=2), "train.warmup_ratio": Float(0.0, 0.2),
+                       "train.batch_size": Categorical([4, 8])}),
+))
