@@ -50,3 +50,82 @@ def test_multi_token_policies(tiny_mlm):
     assert mean.multi_token == "mean"
     with pytest.raises(ConfigError, match="choose one of"):
         label_word_ids(v, tok, "max")
+
+
+# --- OpenPrompt's other verbalizer files: long word lists, JSON, template-syntax label words ------------------
+
+def test_long_lists_and_trailing_blank_lines(tmp_path):
+    f = tmp_path / "knowledgeable.txt"
+    f.write_text("awful, bad, dreadful, grim\ngood,fine,splendid,great\n\n\n")
+    v = load_verbalizer(f)
+    assert v.words == (("awful", "bad", "dreadful", "grim"), ("good", "fine", "splendid", "great"))
+    assert v.where(1) == f"{f}:2"
+
+
+def test_empty_file_and_blank_gap_are_refused(tmp_path):
+    f = tmp_path / "empty.txt"
+    f.write_text("\n")
+    with pytest.raises(ConfigError, match=rf"{f}: no label words \(the file is empty\)"):
+        load_verbalizer(f)
+    f.write_text("bad\n\ngood\n")
+    with pytest.raises(ConfigError, match=r"second verbalizer") as err:
+        load_verbalizer(f)
+    assert "\n" not in str(err.value)
+
+
+def test_template_syntax_label_words(tmp_path):
+    f = tmp_path / "generation_verbalizer.txt"
+    f.write_text(' {"text": "No"}\n{"text":"Yes"} \n')
+    assert load_verbalizer(f).words == (("No",), ("Yes",))
+    f.write_text('{"text": "Neither"}\n {"meta": "option2"} \n')
+    with pytest.raises(ConfigError, match=rf"{f}:2: this label word is filled from each example \(meta\)"):
+        load_verbalizer(f)
+
+
+def test_json_verbalizer(tmp_path):
+    f = tmp_path / "v.json"
+    f.write_text('{\n  "negative": ["bad", " awful "],\n  "positive": "good"\n}\n')
+    v = load_verbalizer(f)
+    assert v.words == (("bad", "awful"), ("good",))
+    assert v.classes == ("negative", "positive")
+    assert v.lines == (2, 3)
+    v.check_classes(("negative", "positive"))
+    v.check_classes(("neg", "pos"))  # other names: matched by position, like a .txt file
+    with pytest.raises(ConfigError, match=r"order \['negative', 'positive'\] but the task's order is"):
+        v.check_classes(("Positive", "Negative"))
+    with pytest.raises(ConfigError, match=r"2 classes \(negative, positive\), but the task has 3 classes"):
+        v.check_classes(("a", "b", "c"))
+
+
+def test_json_problems_name_file_and_line(tmp_path, tiny_mlm):
+    f = tmp_path / "v.json"
+    f.write_text('{\n  "negative": ["bad"],\n  "positive": ["€"]\n}\n')
+    with pytest.raises(ConfigError, match=rf"{f}:3: label word '€' is not in the model's vocabulary"):
+        label_word_ids(load_verbalizer(f), tiny_mlm.tokenizer)
+    f.write_text('{"negative": ["bad"],\n "positive": []}')
+    with pytest.raises(ConfigError, match=rf"{f}:2: class 'positive' has an empty label word or none"):
+        load_verbalizer(f)
+    f.write_text('{"negative": ["bad"], "negative": ["awful"]}')
+    with pytest.raises(ConfigError, match="given twice"):
+        load_verbalizer(f)
+    f.write_text('{"negative": ["bad"],\n "positive": ["good"]')
+    with pytest.raises(ConfigError, match=rf"{f}:2: invalid JSON"):
+        load_verbalizer(f)
+
+
+def test_several_verbalizers_in_one_file(tmp_path):
+    f = tmp_path / "multi.jsonl"
+    f.write_text('[\n {"neg": ["bad"], "pos": ["good"]},\n {"neg": ["bad", "dull"], "pos": ["good", "fun"]}\n]\n')
+    assert load_verbalizer(f).words == (("bad",), ("good",))  # the first, as OpenPrompt's choice=0
+    assert load_verbalizer(f, choice=1).words == (("bad", "dull"), ("good", "fun"))
+    assert load_verbalizer(f, choice=1).lines == (3, 3)
+    with pytest.raises(ConfigError, match="holds 2 verbalizer"):
+        load_verbalizer(f, choice=2)
+    f.write_text('{"neg": ["bad"], "pos": ["good"]}\n{"neg": ["dull"], "pos": ["fun"]}\n')  # JSON Lines
+    assert load_verbalizer(f, choice=1).words == (("dull",), ("fun",))
+
+
+def test_classes_on_one_line_get_a_hint():
+    v = Verbalizer.from_lines(["Yes No"], "v.txt")
+    with pytest.raises(ConfigError, match=r"1 line of label words, .*'Yes No' is one label word"):
+        v.check_classes(("yes", "no"))

@@ -6,4 +6,12 @@ class WorkbenchError(Exception):
 
 
 class ConfigError(WorkbenchError):
-    """A config, template, verbalizer or task file is malformed; the message names file, line or field."""
+    """A config, template, verbalizer or task file is malformed; the message names file, line or field.
+
+    `field` is the dotted path of the config field at fault (`train.lr`, `method.r`) when there is one:
+    the library names Python fields, and the command line maps them to its flags in one place.
+    """
+
+    def __init__(self, message: str, field: str | None = None):
+        super().__init__(message)
+        self.field = field

@@ -2,18 +2,17 @@
 
 from __future__ import annotations
 
-from torch import nn
-
 from workbench.adaptation.registry import BuildContext
 from workbench.errors import ConfigError
-from workbench.models.backbone import ModelKind
-from workbench.training.heads import LinearHead, VerbalizerHead
 
 HEADS = ("verbalizer", "linear")
 HEAD_HELP = "verbalizer: label-word scores at the mask; linear: a new classification layer"
 
 
-def make_head(ctx: BuildContext, head: str) -> nn.Module:
+def make_head(ctx: BuildContext, head: str):
+    from workbench.models.backbone import ModelKind
+    from workbench.training.heads import LinearHead, VerbalizerHead
+
     if head == "linear":
         return LinearHead(ctx.backbone.hidden_size, ctx.task.num_classes)
     if ctx.backbone.kind == ModelKind.ENCODER or ctx.label_words is None:

@@ -6,14 +6,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-import torch
-from torch import nn
-
 from workbench.adaptation.heads import HEAD_HELP, HEADS, make_head
 from workbench.adaptation.registry import BuildContext, Method, freeze, register_method
 from workbench.config import Categorical, Float, MethodOptions, SearchSpace, option
-from workbench.models.backbone import ModelKind
-from workbench.training.classifier import PromptClassifier
 
 
 @dataclass
@@ -32,8 +27,11 @@ class PTuningV2Options(PrefixOptions):
     head: str = option("linear", choices=HEADS, help=HEAD_HELP)
 
 
-def build(ctx: BuildContext, opts: PrefixOptions) -> PromptClassifier:
+def build(ctx: BuildContext, opts: PrefixOptions):
     from peft import PrefixTuningConfig, TaskType, get_peft_model
+
+    from workbench.models.backbone import ModelKind
+    from workbench.training.classifier import PromptClassifier
 
     kind = ctx.backbone.kind
     head = make_head(ctx, opts.head)
@@ -48,10 +46,12 @@ def build(ctx: BuildContext, opts: PrefixOptions) -> PromptClassifier:
     return PromptClassifier(model, head)
 
 
-def _start_small(encoder: nn.Module, std: float) -> None:
+def _start_small(encoder, std: float) -> None:
     """PEFT draws prefix embeddings from N(0, 1): keys and values far larger than the model's own, which
     wipes out the label-word reading a verbalizer head starts from (runs sat at chance). Start the
     prefixes near zero instead, so training begins from the zero-shot model."""
+    import torch
+
     with torch.no_grad():
         encoder.embedding.weight.normal_(0.0, std)
         transform = getattr(encoder, "transform", None)

@@ -252,12 +252,14 @@ def load_task_yaml(path: str | Path) -> TaskSpec:
     )
 
 
-def get_task(name_or_path: str) -> TaskSpec:
-    """A built-in task by name, or a user task from a YAML path."""
+def get_task(name_or_path: str | TaskSpec) -> TaskSpec:
+    """A built-in task by name, a user task from a YAML path, or a TaskSpec (returned as it is)."""
+    if isinstance(name_or_path, TaskSpec):
+        return name_or_path
     if name_or_path in BUILTIN_TASKS:
         return BUILTIN_TASKS[name_or_path]
     if name_or_path.endswith((".yaml", ".yml")) or os.path.sep in name_or_path:
         return load_task_yaml(name_or_path)
-    raise WorkbenchError(
-        f"unknown task {name_or_path!r}; built-in tasks are {sorted(BUILTIN_TASKS)}, or pass a task YAML file"
-    )
+    raise ConfigError(
+        f"task: unknown task {name_or_path!r}; built-in tasks are {sorted(BUILTIN_TASKS)}, or pass a task YAML file",
+        field="task")

@@ -234,13 +234,15 @@ def format_summary(mixture: Mixture) -> str:
 
 
 def _log(mixture: Mixture, cfg: MixConfig) -> None:
-    from workbench.instruct import tracking
+    from workbench.tracking import RunTracker
 
     params = {k: v for k, v in asdict(cfg).items() if k != "log_mlflow"}
-    with tracking.instruct_run("mix", params):
+    with RunTracker("instruct", "mix") as tracker:
+        tracker.log_params(params)
+        tracker.log_dict(params, "config.json")  # the full config: long values are cut in params
         metrics = {"mix/total": mixture.summary["total"]}
         metrics.update({f"mix/count/{t}": n for t, n in mixture.counts.items()})
         for task, per in mixture.template_counts.items():
             metrics.update({f"mix/template/{tid.replace(':', '/')}": n for tid, n in per.items()})
-        tracking.log_metrics(metrics)
-        tracking.log_dict(mixture.summary, "mix_summary.json")
+        tracker.log_metrics(metrics)
+        tracker.log_dict(mixture.summary, "mix_summary.json")

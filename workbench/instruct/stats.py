@@ -87,19 +87,21 @@ def report(records: list[dict], state, cfg) -> dict:
     if cfg.progress:
         print(format_report(stats))
     if cfg.log_mlflow:
-        from workbench.instruct import tracking
+        from workbench.tracking import RunTracker
 
         params = {k: v for k, v in asdict(cfg).items() if k not in ("log_mlflow", "progress")}
-        with tracking.instruct_run(f"{cfg.style}", params):
+        with RunTracker("instruct", f"{cfg.style}") as tracker:
+            tracker.log_params(params)
+            tracker.log_dict(params, "config.json")  # the full config: long values are cut in params
             metrics = {"si/accepted": stats["accepted"], "si/candidates": stats["candidates"],
                        "si/instances": stats["instances"], "si/classification": stats["classification"],
                        "si/instruction_words_mean": stats["instruction_words"]["mean"]}
             metrics.update({f"si/rejected/{k}": v for k, v in stats["rejected"].items()})
-            tracking.log_metrics(metrics)
-            tracking.log_dict(stats, "self_instruct_stats.json")
+            tracker.log_metrics(metrics)
+            tracker.log_dict(stats, "self_instruct_stats.json")
             import matplotlib.pyplot as plt
 
             for name, fig in plots(records, stats).items():
-                tracking.log_figure(fig, name)
+                tracker.log_figure(fig, name)
                 plt.close(fig)
     return stats

@@ -61,8 +61,9 @@ def default_templates_dir() -> Path:
     env = os.environ.get(TEMPLATES_DIR_ENV)
     if env:
         return Path(env)
-    # The repository's templates/ folder (an editable install or a checkout).
-    return Path(__file__).resolve().parents[2] / "templates" / "instruct"
+    from workbench.resources import instruct_templates_dir
+
+    return instruct_templates_dir()
 
 
 def _placeholders(text: str) -> set[str]:

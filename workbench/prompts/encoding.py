@@ -4,6 +4,7 @@ Masked LMs read the label word at the [MASK] token. Causal LMs read it as the ne
 template: everything after the mask is dropped and the read-out is the last token. A template with
 no mask (plain classification) reads out at [CLS] (masked/encoder) or the last token (causal).
 Truncation only cuts shortenable pieces, longest first, so the template and the mask always survive.
+A {"special": "<sep>"} segment becomes the tokenizer's own id for that token, never the text "<sep>".
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ import torch
 
 from workbench.errors import ConfigError
 from workbench.models.backbone import ModelKind
-from workbench.prompts.template import PLACEHOLDERS, Segment, Template
+from workbench.prompts.template import PLACEHOLDERS, SPECIAL_TOKENS, Segment, Template, apply_post
 from workbench.prompts.verbalizer import space_sensitive
 from workbench.data.registry import Example
 
@@ -30,7 +31,7 @@ class EncodedExample:
 @dataclass
 class _Piece:
     ids: list[int]
-    kind: str  # "text" | "mask" | "soft"
+    kind: str  # "text" | "mask" | "soft" | "special"
     shortenable: bool = False
 
 
@@ -67,6 +68,10 @@ class PromptEncoder:
                               f"use a classification method (finetune) or a masked/causal LM")
         if self.template.has_mask and self.kind == ModelKind.MASKED and self.tokenizer.mask_token_id is None:
             raise ConfigError(f"{src}: the tokenizer has no mask token")
+        for seg in self._kept_segments():
+            if seg.kind == "special" and self._special_id(seg) is None:
+                raise ConfigError(f"{src}: {{\"special\": \"<{seg.value}>\"}} but this model's tokenizer has no "
+                                  f"{seg.value} token; remove it or use a model whose tokenizer has one")
         for kind, name in self.template.fields_used():
             if kind == "placeholder" and PLACEHOLDERS.index(name) >= len(self.text_fields):
                 raise ConfigError(f"{src}: placeholder {name!r} but the task has only {len(self.text_fields)} "
@@ -90,14 +95,20 @@ class PromptEncoder:
     def _field(self, seg: Segment, example: Example | None) -> str:
         if example is None:
             return ""
-        if seg.kind == "placeholder":
-            return example.fields[self.text_fields[PLACEHOLDERS.index(seg.value)]]
-        return example.fields[seg.value]
+        return _field_text(seg, example, self.text_fields)
 
-    def _strings(self, example: Example | None) -> list[tuple[Segment, str]]:
+    def _special_id(self, seg: Segment) -> int | None:
+        return getattr(self.tokenizer, SPECIAL_TOKENS[seg.value], None)
+
+    def _kept_segments(self) -> list[Segment]:
+        """The segments that are encoded: a causal LM's input ends at the mask."""
         segs = list(self.template.segments)
         if self.kind == ModelKind.CAUSAL and self.template.has_mask:
             segs = segs[: next(i for i, s in enumerate(segs) if s.kind == "mask") + 1]
+        return segs
+
+    def _strings(self, example: Example | None) -> list[tuple[Segment, str]]:
+        segs = self._kept_segments()
         out: list[tuple[Segment, str]] = []
         if self.prefix_text:
             out.append((Segment("text", self.prefix_text), self.prefix_text))
@@ -124,6 +135,8 @@ class PromptEncoder:
                     pieces.append(_Piece([self.tokenizer.mask_token_id], "mask"))
             elif seg.kind == "soft":
                 pieces.append(_Piece([self._soft_id], "soft"))
+            elif seg.kind == "special":
+                pieces.append(_Piece([self._special_id(seg)], "special"))
             elif text:
                 ids = self.tokenizer(text, add_special_tokens=False)["input_ids"]
                 pieces.append(_Piece(ids, "text", seg.shortenable))
@@ -161,16 +174,20 @@ class PromptEncoder:
 def render(template: Template, example: Example, text_fields: tuple[str, ...], label_word: str) -> str:
     """The template as plain text with the label word in place of the mask (a demonstration)."""
     out = ""
-    for seg in template.segments:
+    for seg in template.segments:  # soft and special tokens have no text: a demonstration leaves them out
         if seg.kind == "text":
             out += seg.value
-        elif seg.kind == "placeholder":
-            out += example.fields[text_fields[PLACEHOLDERS.index(seg.value)]]
-        elif seg.kind == "meta":
-            out += example.fields[seg.value]
+        elif seg.kind in ("placeholder", "meta"):
+            out += _field_text(seg, example, text_fields)
         elif seg.kind == "mask":
             out += label_word if not out or out[-1].isspace() else " " + label_word
     return out
+
+
+def _field_text(seg: Segment, example: Example, text_fields: tuple[str, ...]) -> str:
+    """A placeholder's or meta field's text, after the template's post-processing (e.g. drop_last)."""
+    name = text_fields[PLACEHOLDERS.index(seg.value)] if seg.kind == "placeholder" else seg.value
+    return apply_post(seg.post, example.fields[name])
 
 
 def _plain_template(num_fields: int) -> Template:

@@ -9,34 +9,50 @@ two plots: accuracy against trainable fraction and against training time.
 
 from __future__ import annotations
 
-import dataclasses
 import statistics
-from dataclasses import dataclass, field
+from dataclasses import dataclass
+from typing import ClassVar
 
+from workbench.config import Section, option, validate as validate_fields
+from workbench.config.run import DEFAULT_MODEL, RunConfig
+from workbench.data import TaskSpec
 from workbench.errors import ConfigError, WorkbenchError
-from workbench.recipes.train import DEFAULT_MODEL, RunConfig, RunResult, run
+from workbench.recipes.train import RunResult, identity_params, train
 
 PROTOCOL_SEEDS = (13, 21, 42, 87, 100)  # the LM-BFF seeds
-NEUTRAL_FIELDS = {"progress", "tracking_uri", "experiment", "save"}
 COPIED_METRICS = ("eval/accuracy", "test/accuracy", "test/macro_f1", "trainable_params", "trainable_fraction",
-                  "train/seconds", "train/examples_per_s", "peak_mem_mb")
+                  "train/seconds", "train/examples_per_s", "peak_mem_mb", "test/rows")
 
 
 @dataclass
-class CompareConfig:
-    task: str = "sst2"
-    methods: list[str] = field(default_factory=lambda: ["finetune", "prompt-finetune", "icl"])
-    model: str = DEFAULT_MODEL
-    shots: int = 16
-    seeds: list[int] = field(default_factory=lambda: list(PROTOCOL_SEEDS))
-    run_overrides: dict = field(default_factory=dict)  # RunConfig fields shared by every run (max_steps, ...)
-    configs: dict[str, dict] = field(default_factory=dict)  # method -> overrides; skips the sweep look-up
-    storage: str | None = None  # Optuna storage to look for sweeps in
-    use_sweeps: bool = True
-    reuse: bool = True
-    tracking_uri: str | None = None
-    run_name: str | None = None
-    progress: bool = False
+class CompareConfig(Section):
+    section: ClassVar[str] = "compare"
+    task: str | TaskSpec = option("sst2", role="study", help="built-in task name, task YAML file or TaskSpec")
+    methods: list[str] = option(default_factory=lambda: ["finetune", "prompt-finetune", "icl"], role="study",
+                                help="methods to compare, each on every seed")
+    model: str = option(DEFAULT_MODEL, role="study", help="offline alias, local folder or Hugging Face id")
+    shots: int = option(16, role="study", min=1, help="training examples per class")
+    seeds: list[int] = option(default_factory=lambda: list(PROTOCOL_SEEDS), role="study",
+                              help="few-shot split and training seeds; every method runs on each")
+    overrides: dict = option(default_factory=dict, role="budget",
+                             help="dotted run-config fields shared by every run, e.g. {'train.max_steps': 20}")
+    configs: dict = option(default_factory=dict, help="method -> dotted overrides; skips the sweep look-up")
+    storage: str | None = option(None, role="neutral", help="Optuna storage to take best configs from")
+    use_sweeps: bool = option(True, role="neutral", help="take each method's best config from its sweep, if any")
+    reuse: bool = option(True, role="neutral", help="reuse a finished run with exactly the same config")
+    run_name: str | None = option(None, role="neutral", help="name of the parent MLflow run")
+
+    def check(self) -> None:
+        if not self.methods:
+            raise ConfigError("compare.methods: no methods given", field="compare.methods")
+        if len(set(self.methods)) != len(self.methods):
+            raise ConfigError(f"compare.methods: a method is named twice in {self.methods}", field="compare.methods")
+        if not self.seeds:
+            raise ConfigError("compare.seeds: no seeds given", field="compare.seeds")
+        for name in self.configs:
+            if name not in self.methods:
+                raise ConfigError(f"compare.configs: a config is given for {name!r}, which is not among the methods",
+                                  field="compare.configs")
 
 
 @dataclass
@@ -75,78 +91,41 @@ class CompareResult:
         return "\n".join(lines)
 
 
-def validate(cfg: CompareConfig) -> None:
-    """Unknown task, method, option or run field: one line, before any run starts."""
-    from workbench.adaptation import get_method
-    from workbench.data import get_task
-
-    get_task(cfg.task)
-    if not cfg.methods:
-        raise ConfigError("compare: no methods given")
-    if len(set(cfg.methods)) != len(cfg.methods):
-        raise ConfigError(f"compare: a method is named twice in {cfg.methods}")
-    if not cfg.seeds:
-        raise ConfigError("compare: no seeds given")
-    for name in cfg.methods:
-        get_method(name)
-    for name in cfg.configs:
-        if name not in cfg.methods:
-            raise ConfigError(f"compare: a config is given for {name!r}, which is not among the methods")
-    for name in cfg.methods:
-        run_config(cfg, name, cfg.seeds[0], cfg.configs.get(name, {}))
+def run_config(cfg: CompareConfig, method: str, seed: int, config: dict) -> RunConfig:
+    """One run: the shared settings, then the method's config (its sweep's best, or one given)."""
+    base = RunConfig(task=cfg.task, model=cfg.model, shots=cfg.shots, seed=seed, method=method)
+    return base.with_overrides({**cfg.overrides, **config}, f"compare ({method})")
 
 
-def run_config(cfg: CompareConfig, method: str, seed: int, overrides: dict, fixed: dict | None = None) -> RunConfig:
-    """The run: the sweep's fixed settings, then this comparison's shared settings, then the method's config."""
-    from workbench.adaptation import get_method
-
-    raw = {**(fixed or {}), **cfg.run_overrides, **{k: v for k, v in overrides.items() if k != "method_options"},
-           "task": cfg.task, "method": method, "model": cfg.model, "shots": cfg.shots, "seed": seed,
-           "tracking_uri": cfg.tracking_uri, "progress": cfg.progress,
-           "method_options": {**(cfg.run_overrides.get("method_options") or {}), **overrides.get("method_options", {})}}
-    rc = RunConfig.from_dict(raw, f"compare ({method})")
-    get_method(method).parse_options(rc.method_options)
-    return rc
-
-
-def best_config(cfg: CompareConfig, method: str) -> tuple[dict, dict, str]:
-    """(fixed settings, config, where it came from) for one method."""
+def best_config(cfg: CompareConfig, method: str) -> tuple[dict, str]:
+    """(dotted overrides, where they came from) for one method."""
     if method in cfg.configs:
-        return {}, dict(cfg.configs[method]), "given"
+        return dict(cfg.configs[method]), "given"
     if cfg.use_sweeps:
-        from workbench.sweeps import best_known
+        from workbench.data import get_task
+        from workbench.sweeps import best_known, study_name
 
-        fixed, overrides, source = best_known(cfg.task, method, cfg.model, cfg.shots, cfg.storage)
+        config, source = best_known(study_name(get_task(cfg.task).name, method, cfg.model, cfg.shots), cfg.storage)
         if source:
-            return fixed, overrides, f"sweep {source}"
-    return {}, {}, "defaults"
-
-
-def match_params(rc: RunConfig) -> dict[str, str]:
-    """The params `run()` logs that decide its result, as MLflow stores them (strings)."""
-    from workbench.adaptation import get_method
-    from workbench.data import get_task
-    from workbench.tracking import flatten_params
-
-    method = get_method(rc.method)
-    resolved = {k: v for k, v in dataclasses.asdict(rc).items() if k not in NEUTRAL_FIELDS}
-    resolved["lr"] = rc.lr if rc.lr is not None else method.default_lr
-    resolved["method_options"] = dataclasses.asdict(method.parse_options(rc.method_options))
-    resolved["eval_split"] = rc.eval_split or get_task(rc.task).eval_split
-    return flatten_params(resolved)
+            # The comparison's shared settings (e.g. its eval limit) win over the study's fixed ones,
+            # the trial's searched values over both.
+            return {k: v for k, v in config.items() if k not in cfg.overrides or k.startswith("method.")}, \
+                f"sweep {source}"
+    return {}, "defaults"
 
 
 def _reused_run(rc: RunConfig, model_tags: dict) -> str | None:
-    from workbench.tracking import find_matching_run
     from workbench.data import few_shot_split, get_task
+    from workbench.tracking import find_matching_run
 
     task = get_task(rc.task)
-    tags = {"task": task.name, "method": rc.method, "model": rc.model, "seed": str(rc.seed), "shots": str(rc.shots),
-            "split_fingerprint": few_shot_split(task, rc.shots, rc.seed).fingerprint, **model_tags}
-    return find_matching_run(rc.experiment or task.name, rc.tracking_uri, tags, match_params(rc))
+    tags = {"task": task.name, "method": rc.method_name, "model": rc.model, "seed": str(rc.seed),
+            "shots": str(rc.shots), "split_fingerprint": few_shot_split(task, rc.shots, rc.seed).fingerprint,
+            **model_tags}
+    return find_matching_run(rc.tracking.experiment or task.name, rc.tracking.uri, tags, identity_params(rc))
 
 
-def _record_reused(source_id: str, method: str, seed: int) -> RunResult:
+def _record_reused(source_id: str, rc: RunConfig) -> RunResult:
     """A nested run under the comparison that carries a reused run's params and metrics."""
     import mlflow
 
@@ -166,65 +145,78 @@ def _record_reused(source_id: str, method: str, seed: int) -> RunResult:
                           "reused_from": source_id}) as reused:
         reused.log_params(src.data.params)
         reused.log_metrics({k: m[k] for k in COPIED_METRICS if k in m})
-    rc = RunConfig(method=method, seed=seed)
     return RunResult(source_id, m.get("eval/accuracy", float("nan")), {"accuracy": m["test/accuracy"]},
-                     src.data.tags.get("eval_split", "test"), int(m.get("trainable_params", 0)),
-                     m.get("trainable_fraction", 0.0), m.get("train/seconds", 0.0), rc)
+                     src.data.tags.get("eval_split", "test"), int(m.get("test/rows", 0)),
+                     int(m.get("trainable_params", 0)), m.get("trainable_fraction", 0.0), m.get("train/seconds", 0.0),
+                     rc)
 
 
 def compare(cfg: CompareConfig, log=print) -> CompareResult:
+    """Every method on every seed's few-shot split, one parent MLflow run with a table and plots."""
     import mlflow
 
+    from workbench.data import get_task
     from workbench.models import resolve_model
     from workbench.tracking import RunTracker, check_tracking_uri
-    from workbench.data import get_task
 
     validate(cfg)
-    cfg = dataclasses.replace(cfg, tracking_uri=check_tracking_uri(cfg.tracking_uri))
+    plans = {m: best_config(cfg, m) for m in cfg.methods}
+    # Every run's config is built (and so checked) before the first one starts.
+    configs = {m: [run_config(cfg, m, seed, plans[m][0]) for seed in cfg.seeds] for m in cfg.methods}
+    first = configs[cfg.methods[0]][0]
+    uri = check_tracking_uri(first.tracking.uri)
     ref = resolve_model(cfg.model)
     model_tags = {f"model/{k}": str(v) for k, v in ref.identity.items()}
     task = get_task(cfg.task)
-    plans = {m: best_config(cfg, m) for m in cfg.methods}
-    for m, (fixed, overrides, source) in plans.items():
-        log(f"{m}: config from {source} {({**fixed, **overrides}) or ''}".rstrip())
+    for m, (config, source) in plans.items():
+        log(f"{m}: config from {source} {config or ''}".rstrip())
     name = cfg.run_name or f"compare-{task.name}-k{cfg.shots}"
     tags = {"compare": "true", "task": task.name, "model": cfg.model, "shots": str(cfg.shots),
             "methods": ",".join(cfg.methods), "seeds": ",".join(map(str, cfg.seeds))}
     rows = []
-    with RunTracker(cfg.run_overrides.get("experiment") or task.name, name, cfg.tracking_uri, tags=tags) as parent:
-        mlflow.log_dict({m: {"source": s, "fixed": f, "overrides": o} for m, (f, o, s) in plans.items()},
-                        "configs.json")
+    with RunTracker(first.tracking.experiment or task.name, name, uri, tags=tags, nested=False) as parent:
+        parent.log_dict({m: {"source": s, "config": c} for m, (c, s) in plans.items()}, "configs.json")
         eval_split = task.eval_split
-        for method, (fixed, overrides, source) in plans.items():
-            row = MethodRow(method, source, overrides, [], [], [], 0.0, [], [])
-            for seed in cfg.seeds:
-                rc = run_config(cfg, method, seed, overrides, fixed)
+        for method, (config, source) in plans.items():
+            row = MethodRow(method, source, config, [], [], [], 0.0, [], [])
+            for rc in configs[method]:
                 reused = _reused_run(rc, model_tags) if cfg.reuse else None
-                r = _record_reused(reused, method, seed) if reused else run(rc)
+                r = _record_reused(reused, rc) if reused else train(rc)
                 if not reused:
                     mlflow.MlflowClient().set_tag(r.run_id, "compare.parent", parent.run_id)
                 eval_split = r.eval_split
-                row.seeds.append(seed)
+                row.seeds.append(rc.seed)
                 row.test.append(r.test_metrics["accuracy"])
                 row.dev.append(r.dev_accuracy)
                 row.train_seconds.append(r.train_seconds)
                 row.trainable_fraction = r.trainable_fraction
                 row.run_ids.append(r.run_id)
-                log(f"{method:16s} seed {seed:3d}: dev {r.dev_accuracy:.3f}  {r.eval_split} "
+                log(f"{method:16s} seed {rc.seed:3d}: dev {r.dev_accuracy:.3f}  {r.eval_split} "
                     f"{r.test_metrics['accuracy']:.4f}  train {r.train_seconds:.1f}s  "
                     + (f"reused run {reused}" if reused else f"run {r.run_id}"))
             rows.append(row)
-            mlflow.log_metrics({f"{method}/test_accuracy_mean": row.mean, f"{method}/test_accuracy_sd": row.sd,
+            parent.log_metrics({f"{method}/test_accuracy_mean": row.mean, f"{method}/test_accuracy_sd": row.sd,
                                 f"{method}/trainable_fraction": row.trainable_fraction,
                                 f"{method}/train_seconds_mean": statistics.mean(row.train_seconds)})
         result = CompareResult(parent.run_id, rows, eval_split)
-        mlflow.log_text(result.table() + "\n", "comparison.md")
-        mlflow.log_dict([{"method": r.method, "source": r.source, "seeds": r.seeds, "test_accuracy": r.test,
+        parent.log_text(result.table() + "\n", "comparison.md")
+        parent.log_dict([{"method": r.method, "source": r.source, "seeds": r.seeds, "test_accuracy": r.test,
                           "dev_accuracy": r.dev, "mean": r.mean, "sd": r.sd,
                           "trainable_fraction": r.trainable_fraction, "train_seconds": r.train_seconds,
                           "run_ids": r.run_ids} for r in rows], "comparison.json")
-        _log_plots(result)
+        _log_plots(result, parent)
     return result
+
+
+def validate(cfg: CompareConfig) -> None:
+    """Unknown task or method: one line, before any run starts (field values were checked when built)."""
+    from workbench.adaptation import get_method
+    from workbench.data import get_task
+
+    validate_fields(cfg)
+    get_task(cfg.task)
+    for name in cfg.methods:
+        get_method(name)
 
 
 def paired_difference(a: MethodRow, b: MethodRow) -> tuple[float, float, int]:
@@ -236,12 +228,11 @@ def paired_difference(a: MethodRow, b: MethodRow) -> tuple[float, float, int]:
     return statistics.mean(diffs), statistics.stdev(diffs) if len(diffs) > 1 else 0.0, len(diffs)
 
 
-def _log_plots(result: CompareResult) -> None:
+def _log_plots(result: CompareResult, parent) -> None:
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
-    import mlflow
 
     for key, label, path, log_x in (
         ("trainable_fraction", "trainable fraction of parameters", "accuracy_vs_trainable_fraction.png", True),
@@ -258,7 +249,7 @@ def _log_plots(result: CompareResult) -> None:
         ax.set_ylabel(f"{result.eval_split} accuracy (%) mean ± sd")
         ax.grid(alpha=0.3)
         fig.tight_layout()
-        mlflow.log_figure(fig, path)
+        parent.log_figure(fig, path)
         plt.close(fig)
 
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import csv
-import dataclasses
 import json
 import tempfile
 from pathlib import Path
@@ -13,7 +12,8 @@ import numpy as np
 from workbench.errors import ConfigError, WorkbenchError
 from workbench.adaptation.artifacts import ARTIFACT_DIR, CONFIG, load_trained
 from workbench.prompts import Verbalizer, parse_template
-from workbench.recipes.train import RunConfig, prepare
+from workbench.config import RunConfig
+from workbench.recipes.train import Prepared, prepare
 from workbench.data import Example
 from workbench.tracking import resolve_tracking_uri
 from workbench.training import predict
@@ -48,15 +48,17 @@ def fetch_run(run_id: str, tracking_uri: str | None, into: Path) -> Path:
                              f"Runs of methods that train most weights are saved only with save: always") from None
 
 
-def rebuild(folder: Path):
+def rebuild(folder: Path) -> Prepared:
+    """The run's model, built again from its saved config (with its exact template and label words)."""
     resolved = json.loads((folder / CONFIG).read_text())
-    names = {f.name for f in dataclasses.fields(RunConfig)}
-    cfg = RunConfig.from_dict({k: v for k, v in resolved.items() if k in names})
-    cfg.progress = False
-    template = parse_template(resolved["template"], f"run template") if resolved.get("template") else None
-    verbalizer = Verbalizer(tuple(tuple(w) for w in resolved["verbalizer"]), "run verbalizer") \
-        if resolved.get("verbalizer") else None
-    prepared = prepare(cfg, pvp=(template, verbalizer))
+    runtime = resolved.get("runtime") or {}
+    tree = {k: v for k, v in resolved.items() if k != "runtime"}
+    tree["tracking"] = {**tree.get("tracking", {}), "progress": False}
+    if runtime.get("template_text"):
+        tree["prompt"]["template"] = parse_template(runtime["template_text"], "run template")
+    if runtime.get("label_words"):
+        tree["prompt"]["verbalizer"] = Verbalizer(tuple(tuple(w) for w in runtime["label_words"]), "run verbalizer")
+    prepared = prepare(RunConfig.from_dict(tree, str(folder / CONFIG)))
     load_trained(prepared.model, folder)
     return prepared
 

@@ -1,68 +1,184 @@
-"""`workbench sweep`: the workbench's main job.
+"""`workbench.sweep`: the workbench's main job.
 
-1. an Optuna study for (task, method, model, shots) until it holds the requested trials;
-2. the best configuration trained on the protocol's seeds, beside full fine-tuning (its own sweep's
-   best if one exists, or a small sweep of its own with `baseline_trials`, else its defaults) on the
-   same splits; runs already in the store with the same config are reused;
+1. an Optuna study for (task, method, model, shots) until it holds the requested trials, each trial a
+   `workbench.train` run scored on the few-shot dev split;
+2. the best configuration trained on the protocol's seeds, beside the baseline (its own sweep's best
+   if one exists, or a small sweep of its own with `baseline_trials`, else its defaults) on the same
+   splits; runs already in the store with the same config are reused;
 3. the paired difference over seeds with its spread.
 """
 
 from __future__ import annotations
 
-import dataclasses
 from dataclasses import dataclass, field
+from typing import Any, ClassVar
 
+from workbench.adaptation import Method, get_method, method_for_options
+from workbench.config import RunConfig, SearchSpace, Section, identity, option, paths_with_role, resolve_path
+from workbench.config.run import flat
+from workbench.config.space import candidate_values, parse_param
+from workbench.errors import ConfigError
 from workbench.recipes.compare import PROTOCOL_SEEDS, CompareConfig, CompareResult, compare, paired_difference
-from workbench.sweeps import SweepConfig, SweepResult, run_sweep, validate
+from workbench.recipes.train import train
+from workbench.sweeps import StudyResult, StudySpec, TrialHandle, TrialOutcome, run_study, study_name
 
 
 @dataclass
-class SweepJob:
-    sweep: SweepConfig
-    final_seeds: list[int] = field(default_factory=lambda: list(PROTOCOL_SEEDS))  # [] skips the final comparison
-    baseline: str | None = "finetune"
-    baseline_trials: int = 0  # > 0: a small sweep of the baseline first (resumed if it exists)
-    final_overrides: dict = field(default_factory=dict)  # RunConfig fields for the final runs (e.g. eval_limit)
+class SweepConfig(Section):
+    """A study over `run`'s method, then its best config against a baseline on the protocol seeds."""
+
+    section: ClassVar[str] = "sweep"
+    run: RunConfig = field(default_factory=RunConfig)  # the base run: task, method, model, fixed settings
+    trials: int = option(20, min=1, help="finished (complete or pruned) trials the study should hold")
+    space: SearchSpace | str | None = option(None, help="search space: a SearchSpace, a YAML file, or null for "
+                                                        "the method's default")
+    params: dict = option(default_factory=dict, help="changes to the space: name -> Float/Int/Categorical, a "
+                                                     "fixed value, None (drop), or the command line's text "
+                                                     "('1e-5..1e-3:log', 'lstm|mlp')")
+    timeout: float | None = option(None, above=0, role="neutral", help="seconds after which no new trial starts")
+    storage: str | None = option(None, role="neutral", help="Optuna storage URL; null: $WORKBENCH_SWEEP_STORAGE "
+                                                            "or sqlite:///optuna.db")
+    study_name: str | None = option(None, role="neutral", help="null: <task>-<method>-<model>-k<shots>")
+    resume: bool = option(False, role="neutral", help="continue an existing study (also how more workers join)")
+    pruner: str = option("median", choices=("median", "halving", "none"), help="early stopping of weak trials")
+    max_failures: int = option(3, min=1, role="neutral", help="stop after this many failed trials in a row")
+    trial_eval_limit: int | None = option(200, min=1, role="budget",
+                                          help="trials report the eval split on its first N rows only (selection "
+                                               "uses the few-shot dev split); final runs use run.eval.limit")
+    final_seeds: list[int] = option(default_factory=lambda: list(PROTOCOL_SEEDS), role="study",
+                                    help="seeds for the best config and the baseline; [] stops after the study")
+    baseline: str | None = option("finetune", role="study", help="method to compare with; null: no comparison")
+    baseline_trials: int = option(0, min=0, help="a small sweep of the baseline first (resumed if it exists)")
 
 
 @dataclass
-class JobResult:
-    sweep: SweepResult
+class SweepResult:
+    study: StudyResult
     comparison: CompareResult | None
     difference: tuple[float, float, int] | None  # mean, sd, n of (method - baseline) over seeds
 
 
-def run_job(job: SweepJob, log=print) -> JobResult:
-    s = job.sweep
-    validate(s)
-    if job.baseline_trials and job.baseline:
-        validate(dataclasses.replace(s, method=job.baseline, space_file=None, params=[]))
-    if job.baseline == s.method:  # sweeping the baseline itself: its best config on the seeds, nothing to compare
-        job = dataclasses.replace(job, baseline=None)
-    result = run_sweep(s, log=log)
+@dataclass
+class Plan:
+    """A checked sweep: the base run of every trial, and the study it adds trials to."""
+
+    base: RunConfig
+    method: Method
+    spec: StudySpec
+
+
+def search_space(cfg: SweepConfig, method: Method) -> SearchSpace:
+    """The method's space (or the one given), with `params` applied and every name a dotted path."""
+    if isinstance(cfg.space, SearchSpace):
+        space = cfg.space
+    elif isinstance(cfg.space, str):
+        space = SearchSpace.from_yaml(cfg.space)
+    else:
+        space = method.space
+    changes = {}
+    for name, spec in cfg.params.items():
+        changes[name] = parse_param(f"{name}={spec}")[1] if isinstance(spec, str) else spec
+    options_cls = method.options
+    space = space.renamed(lambda n, src: resolve_path(n, options_cls, src))
+    changes = {resolve_path(n, options_cls, "sweep.params"): v for n, v in changes.items()}
+    return space.updated(changes, "sweep.params")
+
+
+def plan(cfg: SweepConfig) -> Plan:
+    """Every check that needs no trial: the run, the space and every value it can produce."""
+    from workbench.config import validate
+    from workbench.data import get_task
+    from workbench.tracking import check_tracking_uri
+
+    validate(cfg)
+    run = cfg.run.validate()
+    method = method_for_options(run.method)
+    task = get_task(run.task)
+    if cfg.baseline is not None:
+        get_method(cfg.baseline)
+    space = search_space(cfg, method)
+    trial_limit = run.eval.limit if run.eval.limit is not None else cfg.trial_eval_limit
+    # A trial's weights are not worth an artifact; the final runs keep theirs.
+    base = run.with_overrides({**space.fixed(), "eval.limit": trial_limit, "tracking.save": "never",
+                               "tracking.progress": False}, "sweep")
+    searched = space.searched()
+    for path, spec in searched.items():  # every value the space can produce must pass the field's own checks
+        if not method.trains and path.startswith("train."):
+            raise ConfigError(f"{space.source}: method {method.name!r} does not train; {path} cannot be searched",
+                              field=path)
+        for value in candidate_values(spec):
+            base.with_overrides({path: value}, space.source)
+    protocol = {k: v for k, v in identity(base).items() if k not in searched}
+    budget_and_search = set(paths_with_role("search", method.options)) | set(paths_with_role("budget", method.options))
+    fixed = {k: v for k, v in flat(base.to_dict()).items()
+             if k in budget_and_search and k not in searched and not k.startswith("eval.")}
+    uri = check_tracking_uri(run.tracking.uri)
+    name = cfg.study_name or study_name(task.name, method.name, run.model, run.shots)
+    tags = {"task": task.name, "method": method.name, "model": run.model, "shots": str(run.shots),
+            "seed": str(run.seed)}
+    spec = StudySpec(name=name, space=SearchSpace(searched, space.source), protocol=protocol, fixed=fixed,
+                     experiment=run.tracking.experiment or task.name, tracking_uri=uri, storage=cfg.storage,
+                     trials=cfg.trials, seed=run.seed, timeout=cfg.timeout, resume=cfg.resume, pruner=cfg.pruner,
+                     max_failures=cfg.max_failures, tags=tags)
+    return Plan(base.with_overrides({"tracking.uri": uri}), method, spec)
+
+
+def objective(base: RunConfig):
+    """A trial: the base run with the trial's values, trained; its dev accuracy is the objective."""
+
+    def run_trial(params: dict[str, Any], trial: TrialHandle) -> TrialOutcome:
+        cfg = base.with_overrides(params, f"trial {trial.number}")
+        result = train(cfg, on_start=trial.started, on_eval=trial.report)
+        return TrialOutcome(result.dev_accuracy, result.run_id,
+                            {"test_accuracy": result.test_accuracy, "train_seconds": result.train_seconds,
+                             "trainable_fraction": result.trainable_fraction})
+
+    return run_trial
+
+
+def shared_settings(run: RunConfig) -> dict[str, Any]:
+    """The fields of `run` the user changed (other than what a comparison sets itself): every side of the
+    final comparison gets them."""
+    default = flat(RunConfig(task=run.task, model=run.model, shots=run.shots).to_dict())
+    own = flat(run.to_dict())
+    return {k: v for k, v in own.items() if not k.startswith("method") and k not in ("task", "model", "shots", "seed")
+            and v != default.get(k)}
+
+
+def sweep(cfg: SweepConfig, log=print) -> SweepResult:
+    """Run (or resume) the study, then compare its best config with the baseline on `final_seeds`."""
+    from workbench.models import resolve_model
+
+    p = plan(cfg)
+    baseline = None if cfg.baseline == p.method.name else cfg.baseline  # sweeping the baseline itself
+    baseline_plan = None
+    if baseline and cfg.baseline_trials:
+        baseline_plan = plan(SweepConfig(run=cfg.run.with_overrides({"method": baseline}), trials=cfg.baseline_trials,
+                                         storage=cfg.storage, resume=True, pruner=cfg.pruner,
+                                         trial_eval_limit=cfg.trial_eval_limit, final_seeds=[], baseline=None))
+    resolve_model(p.base.model)  # a missing model fails here, not in every trial
+    result = run_study(p.spec, objective(p.base), log=log)
     log(f"best trial: dev accuracy {result.best_value}  params {result.best_params}  ({result.n_complete} complete, "
         f"{result.n_pruned} pruned, {result.n_failed} failed)")
-    if not job.final_seeds or result.best_value is None:
-        return JobResult(result, None, None)
-    if job.baseline and job.baseline_trials:
-        log(f"baseline sweep: {job.baseline}, {job.baseline_trials} trials")
-        run_sweep(dataclasses.replace(s, method=job.baseline, trials=job.baseline_trials, space_file=None, params=[],
-                                      study_name=None, resume=True), log=log)
-    shared = {k: v for k, v in s.run_overrides.items() if k not in ("eval_limit", "save")}
-    methods = [s.method] + ([job.baseline] if job.baseline else [])
-    cmp = CompareConfig(task=s.task, methods=methods, model=s.model, shots=s.shots, seeds=job.final_seeds,
-                        run_overrides={**shared, **job.final_overrides}, configs={s.method: result.best_overrides},
-                        storage=s.storage, tracking_uri=s.tracking_uri, progress=s.progress,
-                        run_name=f"final-{result.study_name}")
-    comparison = compare(cmp, log=log)
+    if not cfg.final_seeds or result.best_value is None:
+        return SweepResult(result, None, None)
+    if baseline_plan is not None:
+        log(f"baseline sweep: {baseline}, {cfg.baseline_trials} trials")
+        run_study(baseline_plan.spec, objective(baseline_plan.base), log=log)
+    methods = [p.method.name] + ([baseline] if baseline else [])
+    comparison = compare(CompareConfig(
+        task=cfg.run.task, methods=methods, model=cfg.run.model, shots=cfg.run.shots, seeds=list(cfg.final_seeds),
+        overrides={**shared_settings(cfg.run), "tracking.uri": p.spec.tracking_uri},
+        configs={p.method.name: {**p.spec.fixed, **result.best_params}}, storage=cfg.storage,
+        run_name=f"final-{result.study_name}"), log=log)
     log("\n" + comparison.table())
     diff = None
-    if job.baseline:
+    if baseline:
         diff = paired_difference(comparison.rows[0], comparison.rows[1])
         mean, sd, n = diff
-        log(f"\n{s.method} - {job.baseline}: {100 * mean:+.1f} ± {100 * sd:.1f} points {comparison.eval_split} "
+        log(f"\n{p.method.name} - {baseline}: {100 * mean:+.1f} ± {100 * sd:.1f} points {comparison.eval_split} "
             f"accuracy (mean ± sd of the paired difference over {n} seeds, the same splits)")
-    return JobResult(result, comparison, diff)
+    return SweepResult(result, comparison, diff)
 
 
-__all__ = ["JobResult", "SweepJob", "run_job"]
+__all__ = ["SweepConfig", "SweepResult", "plan", "sweep"]

@@ -1,76 +1,34 @@
-"""`workbench train`: one method on one few-shot split, tracked as one MLflow run.
+"""`workbench.train`: one method on one few-shot split, tracked as one MLflow run.
 
-Everything that can be wrong with the input is checked before the model's weights are read:
-task and data, method and its options, template and verbalizer files, label words against the vocabulary.
+Everything that can be wrong with the input is checked before the model's weights are read: the
+config's fields (when it is built), then the task and its data, the method's options, the template
+and verbalizer files, and the label words against the vocabulary.
 """
 
 from __future__ import annotations
 
-import dataclasses
 import tempfile
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
-import numpy as np
-import torch
+from workbench import resources
+from workbench.adaptation import BuildContext, Method, method_for_options
+from workbench.config import RunConfig, paths_with_role
+from workbench.data import FewShotSplit, TaskSpec, few_shot_split, get_task
+from workbench.errors import ConfigError
+from workbench.prompts import Template, Verbalizer, load_templates, load_verbalizer
 
-from workbench.errors import ConfigError, WorkbenchError
-from workbench.adaptation import BuildContext, get_method
-from workbench.adaptation import icl as icl_method
-from workbench.adaptation.artifacts import ARTIFACT_DIR, save_trained
-from workbench.models import load_backbone, load_tokenizer, resolve_model
-from workbench.prompts import PromptEncoder, load_templates, load_verbalizer
-from workbench.prompts.verbalizer import label_word_ids
-from workbench.data import compute_metrics, few_shot_split, get_task
-from workbench.tracking import RunTracker
-from workbench.training import PromptClassifier, TrainerConfig, predict, train
-from workbench.training.trainer import peak_memory_mb, pick_device
+if TYPE_CHECKING:
+    import torch
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
-TEMPLATES_DIR = REPO_ROOT / "templates"
-VERBALIZERS_DIR = REPO_ROOT / "verbalizers"
-DEFAULT_MODEL = "smollm2-135m"
-SAVE_AUTO_MAX_FRACTION = 0.05
+    from workbench.models import ModelRef
+    from workbench.prompts import PromptEncoder
+    from workbench.training import PromptClassifier
 
-
-@dataclass
-class RunConfig:
-    task: str = "sst2"
-    method: str = "prompt-finetune"
-    model: str = DEFAULT_MODEL
-    shots: int = 16
-    seed: int = 13
-    template_id: int = 0
-    template_file: str | None = None  # default: templates/<task>.txt
-    verbalizer_file: str | None = None  # default: verbalizers/<task>.txt
-    multi_token: str | None = None  # "first" | "mean" for label words of several tokens
-    max_seq_length: int = 128
-    max_steps: int = 30
-    lr: float | None = None  # None: the method's default
-    batch_size: int = 8
-    grad_accum: int = 1
-    warmup_ratio: float = 0.1
-    weight_decay: float = 0.0
-    eval_every: int = 10
-    patience: int | None = None
-    eval_batch_size: int = 32
-    eval_split: str | None = None  # default: the task's reported split (test for sst2)
-    eval_limit: int | None = None  # evaluate on the first N rows of the reported split (smoke runs only)
-    method_options: dict = field(default_factory=dict)
-    save: str = "auto"  # trained weights as a run artifact: auto (parameter-efficient only) | always | never
-    tracking_uri: str | None = None
-    experiment: str | None = None  # default: the task's name
-    progress: bool = True
-
-    @classmethod
-    def from_dict(cls, raw: dict, source: str = "config") -> RunConfig:
-        names = {f.name for f in dataclasses.fields(cls)}
-        unknown = set(raw) - names
-        if unknown:
-            raise ConfigError(f"{source}: unknown field(s) {sorted(unknown)}; known fields: {sorted(names)}")
-        return cls(**raw)
+SAVE_AUTO_MAX_FRACTION = 0.05  # "auto" saves methods that train under 5% of the weights: small artifacts
 
 
 @dataclass
@@ -79,72 +37,89 @@ class RunResult:
     dev_accuracy: float
     test_metrics: dict[str, float]
     eval_split: str
+    eval_rows: int  # rows the reported number was computed on
     trainable_params: int
     trainable_fraction: float
     train_seconds: float
     config: RunConfig
 
-
-def default_template_file(task: str) -> Path:
-    return TEMPLATES_DIR / f"{task}.txt"
-
-
-def default_verbalizer_file(task: str) -> Path:
-    return VERBALIZERS_DIR / f"{task}.txt"
+    @property
+    def test_accuracy(self) -> float:
+        return self.test_metrics["accuracy"]
 
 
 @dataclass
 class Prepared:
     """Everything a run needs, checked and built: the model with its method applied, and the encoder."""
 
-    task: object
-    method: object
-    options: object
-    split: object
-    template: object
-    verbalizer: object
+    task: TaskSpec
+    method: Method
+    split: FewShotSplit
+    template: Template | None
+    verbalizer: Verbalizer | None
     model: PromptClassifier
     encoder: PromptEncoder
-    ref: object
+    ref: ModelRef
     device: torch.device
 
 
-def load_pvp(cfg: RunConfig, task, method):
-    """Template and verbalizer from their files, checked against the task; (None, None) for plain input."""
+def load_pvp(cfg: RunConfig, task: TaskSpec, method: Method) -> tuple[Template | None, Verbalizer | None]:
+    """Template and verbalizer (objects, or read from their files), checked against the task; (None, None)
+    for methods that read plain input."""
     if not method.uses_verbalizer:
         return None, None
-    tfile = Path(cfg.template_file) if cfg.template_file else default_template_file(task.name)
-    templates = load_templates(tfile)
-    if cfg.template_id not in templates:
-        raise ConfigError(f"{tfile}: no template with id {cfg.template_id}; ids are {sorted(templates)}")
-    template = templates[cfg.template_id]
+    template = cfg.prompt.template
+    if not isinstance(template, Template):
+        path = Path(template) if template else _builtin_file(resources.template_file(task.name), task, "template")
+        templates = load_templates(path)
+        if cfg.prompt.template_id not in templates:
+            raise ConfigError(f"{path}: no template with id {cfg.prompt.template_id}; ids are {sorted(templates)}",
+                              field="prompt.template_id")
+        template = templates[cfg.prompt.template_id]
     if not template.has_mask:
         raise ConfigError(f"{template.source}: template has no {{\"mask\"}}; method {method.name!r} reads the "
-                          f"label word at the mask")
-    verbalizer = load_verbalizer(cfg.verbalizer_file or default_verbalizer_file(task.name))
+                          f"label word at the mask", field="prompt.template")
+    verbalizer = cfg.prompt.verbalizer
+    if not isinstance(verbalizer, Verbalizer):
+        verbalizer = load_verbalizer(verbalizer or _builtin_file(resources.verbalizer_file(task.name), task,
+                                                                 "verbalizer"))
     verbalizer.check_classes(task.label_names)
     return template, verbalizer
 
 
-def prepare(cfg: RunConfig, backbone=None, pvp=None) -> Prepared:
-    """Check the input, then load the model and apply the method. `pvp` = (template, verbalizer) overrides files."""
+def _builtin_file(path: Path, task: TaskSpec, what: str) -> Path:
+    if not path.exists():
+        raise ConfigError(f"task {task.name!r} has no built-in {what} file; set prompt.{what} to yours",
+                          field=f"prompt.{what}")
+    return path
+
+
+def prepare(cfg: RunConfig, backbone=None) -> Prepared:
+    """Check the input, then load the model and apply the method."""
+    import torch
+
+    from workbench.models import load_backbone, load_tokenizer, resolve_model
+    from workbench.prompts import PromptEncoder
+    from workbench.prompts.verbalizer import label_word_ids
+    from workbench.training.trainer import pick_device
+
+    cfg.validate()
     task = get_task(cfg.task)
-    method = get_method(cfg.method)
-    options = method.parse_options(cfg.method_options)
+    method = method_for_options(cfg.method)
     split = few_shot_split(task, cfg.shots, cfg.seed)
-    template, verbalizer = pvp if pvp is not None else load_pvp(cfg, task, method)
-    if template is not None and method.adapt_template is not None:
-        template = method.adapt_template(template, options)
+    template, verbalizer = load_pvp(cfg, task, method)
+    if template is not None and method.rewrite_template is not None:
+        template = method.rewrite_template(template, cfg.method)
 
     ref = resolve_model(cfg.model)
     tokenizer = load_tokenizer(ref) if backbone is None else backbone.tokenizer
-    label_words = label_word_ids(verbalizer, tokenizer, cfg.multi_token) if verbalizer else None
-    extra = method.extra_tokens(options) if method.extra_tokens else 0
+    label_words = label_word_ids(verbalizer, tokenizer, cfg.prompt.multi_token) if verbalizer else None
+    extra = method.extra_tokens(cfg.method) if method.extra_tokens else 0
     context = _context_length(ref, backbone)
     if extra >= context:
         raise ConfigError(f"method {method.name!r} adds {extra} prompt tokens but {cfg.model!r} has a context of "
-                          f"{context} tokens")
-    max_length = min(cfg.max_seq_length, context) - extra
+                          f"{context} tokens", field="method")
+    max_length = min(cfg.prompt.max_seq_length, context) - extra
     encoder = PromptEncoder(template, tokenizer, ref.kind, task.text_fields, max_length)
     encoder.check_fields(split.train[0])
 
@@ -153,17 +128,10 @@ def prepare(cfg: RunConfig, backbone=None, pvp=None) -> Prepared:
         backbone = load_backbone(ref, tokenizer=tokenizer)
     ctx = BuildContext(backbone, task, template, verbalizer, label_words, split, cfg.seed)
     torch.manual_seed(cfg.seed)
-    model = method.build(ctx, options).to(device)
-    if method.name == "icl":
-        demos = icl_method.demonstrations(ctx, options)
-        # Demonstrations come on top of the query's own length budget; the model's context still caps both.
-        demo_len = len(tokenizer(demos, add_special_tokens=False)["input_ids"])
-        encoder = PromptEncoder(template, tokenizer, ref.kind, task.text_fields,
-                                min(max_length + demo_len, context), prefix_text=demos)
-        if options.calibrate:
-            cf = predict(model, [encoder.encode(icl_method.content_free_example(ctx))], tokenizer.pad_token_id)
-            icl_method.set_calibration(model, torch.from_numpy(cf))
-    return Prepared(task, method, options, split, template, verbalizer, model, encoder, ref, device)
+    model = method.build(ctx, cfg.method).to(device)
+    if method.after_build is not None:
+        encoder = method.after_build(ctx, cfg.method, model, encoder)
+    return Prepared(task, method, split, template, verbalizer, model, encoder, ref, device)
 
 
 def _context_length(ref, backbone) -> int:
@@ -174,60 +142,108 @@ def _context_length(ref, backbone) -> int:
     return int(getattr(AutoConfig.from_pretrained(ref.path), "max_position_embeddings", None) or 512)
 
 
-def run(cfg: RunConfig, backbone=None, on_eval: Callable[[int, float], None] | None = None) -> RunResult:
-    """Train (or, for icl, just evaluate) and log one MLflow run.
+def resolved_tree(cfg: RunConfig) -> dict[str, Any]:
+    """The config tree with the defaults that depend on other choices filled in: learning rate, split."""
+    tree = cfg.to_dict()
+    tree["train"]["lr"] = effective_lr(cfg)
+    tree["eval"]["split"] = cfg.eval.split or get_task(cfg.task).eval_split
+    return tree
 
-    `backbone` reuses a loaded model (its weights are changed by methods that train them).
-    `on_eval(step, dev_accuracy)` is called at every evaluation, e.g. to report to a pruner; an
-    exception it raises stops training and marks the run failed with that error.
+
+def identity_params(cfg: RunConfig) -> dict[str, str]:
+    """The params a run logs that decide its result, as MLflow stores them: how a finished run is found again."""
+    from workbench.tracking import flatten_params
+
+    neutral = set(paths_with_role("neutral", type(cfg.method)))
+    return {k: v for k, v in flatten_params(resolved_tree(cfg)).items() if k not in neutral}
+
+
+def resolved_config(cfg: RunConfig, p: Prepared) -> dict[str, Any]:
+    """The config as it ran: `resolved_tree`, plus the prompt's text and label words and where it ran."""
+    tree = resolved_tree(cfg)
+    tree["runtime"] = {"template_text": p.template.text if p.template else None,
+                       "label_words": [list(w) for w in p.verbalizer.words] if p.verbalizer else None,
+                       "model_kind": p.ref.kind.value, "device": p.device.type}
+    return tree
+
+
+def effective_lr(cfg: RunConfig) -> float:
+    return cfg.train.lr if cfg.train.lr is not None else method_for_options(cfg.method).default_lr
+
+
+def run_name(cfg: RunConfig, task: TaskSpec) -> str:
+    return f"{cfg.method_name}-{task.name}-k{cfg.shots}-s{cfg.seed}"
+
+
+def run_tags(cfg: RunConfig, task: TaskSpec, split: FewShotSplit, eval_split: str, identity: dict) -> dict:
+    return {"task": task.name, "method": cfg.method_name, "model": cfg.model, "seed": str(cfg.seed),
+            "shots": str(cfg.shots), "split_fingerprint": split.fingerprint, "eval_split": eval_split,
+            **{f"model/{k}": str(v) for k, v in identity.items()}}
+
+
+def train(cfg: RunConfig, backbone=None, on_eval: Callable[[int, float], None] | None = None,
+          on_start: Callable[[str], None] | None = None) -> RunResult:
+    """Train (or, for a method that does not train, just evaluate) and log one MLflow run.
+
+    Returns the dev and test accuracy and the MLflow run id. `backbone` reuses a loaded model (its
+    weights are changed by methods that train them). `on_start(run_id)` is called once the MLflow run
+    exists; `on_eval(step, dev_accuracy)` at every evaluation, e.g. to report to a pruner: an exception
+    it raises stops training and marks the run failed with that error.
     """
-    eval_split = cfg.eval_split or get_task(cfg.task).eval_split
+    import numpy as np
+
+    from workbench.adaptation.artifacts import ARTIFACT_DIR, save_trained
+    from workbench.data import compute_metrics
+    from workbench.tracking import RunTracker
+    from workbench.training import TrainerConfig, predict
+    from workbench.training import train as train_loop
+    from workbench.training.trainer import peak_memory_mb
+
     p = prepare(cfg, backbone)
-    task, method, options, split, model, encoder = p.task, p.method, p.options, p.split, p.model, p.encoder
-    eval_rows = task.load_split(eval_split)[: cfg.eval_limit]
+    task, method, split, model, encoder = p.task, p.method, p.split, p.model, p.encoder
+    eval_split = cfg.eval.split or task.eval_split
+    eval_rows = task.load_split(eval_split)[: cfg.eval.limit]
     pad_id = encoder.tokenizer.pad_token_id
     train_enc = [encoder.encode(e) for e in split.train]
     dev_enc = [encoder.encode(e) for e in split.dev]
     eval_enc = [encoder.encode(e) for e in eval_rows]
 
     trainable, total = model.count_parameters()
-    lr = cfg.lr if cfg.lr is not None else method.default_lr
-    resolved = {**dataclasses.asdict(cfg), "lr": lr, "method_options": dataclasses.asdict(options),
-                "template": p.template.text if p.template else None,
-                "verbalizer": [list(w) for w in p.verbalizer.words] if p.verbalizer else None,
-                "model_kind": p.ref.kind.value, "eval_split": eval_split, "device": p.device.type}
-    tags = {"task": task.name, "method": method.name, "model": cfg.model, "seed": str(cfg.seed),
-            "shots": str(cfg.shots), "split_fingerprint": split.fingerprint, "eval_split": eval_split,
-            **{f"model/{k}": str(v) for k, v in p.ref.identity.items()}}
-    with RunTracker(cfg.experiment or task.name, f"{method.name}-{task.name}-k{cfg.shots}-s{cfg.seed}",
-                    cfg.tracking_uri, tags=tags) as tracker:
+    resolved = resolved_config(cfg, p)
+    tags = run_tags(cfg, task, split, eval_split, p.ref.identity)
+    with RunTracker(cfg.tracking.experiment or task.name, run_name(cfg, task), cfg.tracking.uri,
+                    tags=tags) as tracker:
+        if on_start is not None:
+            on_start(tracker.run_id)
         tracker.log_config(resolved)
         tracker.log_dict(split.ids, "split_ids.json")
         tracker.log_metrics({"trainable_params": trainable, "trainable_fraction": trainable / total})
         train_seconds, final_step = 0.0, 0
         if method.trains:
-            tcfg = TrainerConfig(max_steps=cfg.max_steps, lr=lr, batch_size=cfg.batch_size, grad_accum=cfg.grad_accum,
-                                 warmup_ratio=cfg.warmup_ratio, weight_decay=cfg.weight_decay,
-                                 eval_every=cfg.eval_every, patience=cfg.patience,
-                                 eval_batch_size=cfg.eval_batch_size, seed=cfg.seed, progress=cfg.progress)
+            t = cfg.train
+            tcfg = TrainerConfig(max_steps=t.max_steps, lr=effective_lr(cfg), batch_size=t.batch_size,
+                                 grad_accum=t.grad_accum, warmup_ratio=t.warmup_ratio, weight_decay=t.weight_decay,
+                                 eval_every=t.eval_every, patience=t.patience, eval_batch_size=cfg.eval.batch_size,
+                                 seed=cfg.seed, progress=cfg.tracking.progress)
 
             def on_log(step: int, metrics: dict) -> None:
                 tracker.log_metrics(metrics, step)
                 if on_eval is not None and "eval/accuracy" in metrics:
                     on_eval(step, metrics["eval/accuracy"])
 
-            result = train(model, train_enc, dev_enc, pad_id, tcfg, on_log=on_log)
+            result = train_loop(model, train_enc, dev_enc, pad_id, tcfg, on_log=on_log)
             train_seconds, final_step = result.seconds, result.steps
             tracker.log_metrics({"train/seconds": result.seconds, "train/examples_per_s": result.examples_per_s,
                                  "best_step": result.best_step})
-            if _should_save(cfg.save, trainable / total):
+            if _should_save(cfg.tracking.save, trainable / total):
                 with tempfile.TemporaryDirectory() as tmp:
                     save_trained(model, Path(tmp), resolved)
                     tracker.log_artifacts(tmp, ARTIFACT_DIR)
-        dev_scores = predict(model, dev_enc, pad_id, cfg.eval_batch_size)
+        dev_scores = predict(model, dev_enc, pad_id, cfg.eval.batch_size)
         dev_acc = float((dev_scores.argmax(-1) == np.array([e.label for e in dev_enc])).mean())
         start = time.perf_counter()
-        scores = predict(model, eval_enc, pad_id, cfg.eval_batch_size, progress=cfg.progress, desc=eval_split)
+        scores = predict(model, eval_enc, pad_id, cfg.eval.batch_size, progress=cfg.tracking.progress,
+                         desc=eval_split)
         eval_seconds = time.perf_counter() - start
         preds = scores.argmax(-1).tolist()
         labels = [e.label for e in eval_rows]
@@ -235,18 +251,17 @@ def run(cfg: RunConfig, backbone=None, on_eval: Callable[[int, float], None] | N
         # Logged at the last step so MLflow's compare view (latest value) shows the restored best state's score.
         tracker.log_metrics({"eval/accuracy": dev_acc, **{f"test/{k}": v for k, v in test.items()},
                              "test/examples_per_s": len(eval_rows) / max(eval_seconds, 1e-9),
+                             "test/rows": len(eval_rows),
                              "peak_mem_mb": peak_memory_mb(p.device)}, step=final_step)
         tracker.log_predictions([e.guid for e in eval_rows], labels, preds, scores, task.label_names)
         tracker.log_confusion(labels, preds, task.label_names)
-        return RunResult(tracker.run_id, dev_acc, test, eval_split, trainable, trainable / total,
+        return RunResult(tracker.run_id, dev_acc, test, eval_split, len(eval_rows), trainable, trainable / total,
                          train_seconds, cfg)
 
 
 def _should_save(policy: str, fraction: float) -> bool:
-    if policy not in ("auto", "always", "never"):
-        raise ConfigError(f"save {policy!r}: choose auto, always or never")
     # "auto" keeps parameter-efficient artifacts (small) and skips full copies of the backbone.
     return policy == "always" or (policy == "auto" and fraction < SAVE_AUTO_MAX_FRACTION)
 
 
-__all__ = ["DEFAULT_MODEL", "RunConfig", "RunResult", "WorkbenchError", "run"]
+__all__ = ["Prepared", "RunResult", "identity_params", "load_pvp", "prepare", "train"]

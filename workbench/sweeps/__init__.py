@@ -1,12 +1,11 @@
-"""Optuna studies over the adaptation methods: search spaces, objective, pruning, storage.
+"""Optuna studies driven by an objective function: storage, resume, pruning, MLflow parent runs.
 
-    from workbench.sweeps import SweepConfig, run_sweep
-    result = run_sweep(SweepConfig(task="sst2", method="p-tuning", trials=20))
+The sweep recipe (`workbench.recipes.sweep`) turns a run config into a study spec and an objective;
+this package never imports the recipes.
 """
 
-from workbench.sweeps.space import SearchSpace, load_space
-from workbench.sweeps.storage import DEFAULT_STORAGE
-from workbench.sweeps.study import SweepConfig, SweepResult, best_known, run_sweep, validate
+from workbench.sweeps.storage import DEFAULT_STORAGE, study_name
+from workbench.sweeps.study import StudyResult, StudySpec, TrialHandle, TrialOutcome, best_known, run_study
 
-__all__ = ["DEFAULT_STORAGE", "SearchSpace", "SweepConfig", "SweepResult", "best_known", "load_space", "run_sweep",
-           "validate"]
+__all__ = ["DEFAULT_STORAGE", "StudyResult", "StudySpec", "TrialHandle", "TrialOutcome", "best_known", "run_study",
+           "study_name"]

@@ -1,5 +1,7 @@
-"""MLflow tracking: one run per training job, with everything needed to reproduce it."""
+"""MLflow tracking: the run lifecycle (one `RunTracker` per run), the tracking URI, and run lookup."""
 
-from workbench.tracking.mlflow_run import DEFAULT_TRACKING_URI, RunTracker, environment_tags, resolve_tracking_uri
+from workbench.tracking.runs import (DEFAULT_TRACKING_URI, RunTracker, check_tracking_uri, environment_tags,
+                                     find_matching_run, flatten_params, resolve_tracking_uri, sqlite_lock)
 
-__all__ = ["DEFAULT_TRACKING_URI", "RunTracker", "environment_tags", "resolve_tracking_uri"]
+__all__ = ["DEFAULT_TRACKING_URI", "RunTracker", "check_tracking_uri", "environment_tags", "find_matching_run",
+           "flatten_params", "resolve_tracking_uri", "sqlite_lock"]

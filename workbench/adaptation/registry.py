@@ -1,0 +1,171 @@
+"""The method registry: a method is one self-describing unit that registers itself.
+
+    register_method(Method(
+        name="lora", summary="low-rank adapters on attention projections (PEFT)",
+        options=LoraOptions, build=build, default_lr=5e-4,
+        space=SearchSpace({"train.lr": Float(1e-4, 3e-3, log=True), "method.r": Categorical([4, 8, 16])}),
+    ))
+
+`build(ctx, options)` freezes what the method does not train, adds what it does (a head, soft prompts,
+adapters) and returns a PromptClassifier. Hooks let a method change the run without the recipe knowing
+its name: `rewrite_template` (P-tuning adds soft slots), `extra_tokens` (prompt tuning's prepended
+vectors count against the context), `after_build` (ICL's demonstrations and calibration).
+
+Plugins register the same way, from a module named in `WORKBENCH_PLUGINS` (comma-separated module
+names) or an entry point in the group `workbench.methods`; both are imported the first time the
+registry is asked for a method.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import importlib
+import os
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from workbench.config.fields import MethodOptions
+from workbench.config.space import SearchSpace
+from workbench.errors import ConfigError, WorkbenchError
+
+if TYPE_CHECKING:
+    from workbench.data import FewShotSplit, TaskSpec
+    from workbench.models import Backbone
+    from workbench.prompts import PromptEncoder, Template, Verbalizer
+    from workbench.prompts.verbalizer import LabelWordIds
+    from workbench.training import PromptClassifier
+
+PLUGINS_ENV = "WORKBENCH_PLUGINS"
+ENTRY_POINT_GROUP = "workbench.methods"
+
+
+@dataclass
+class BuildContext:
+    """What a method's build function and hooks see."""
+
+    backbone: Backbone
+    task: TaskSpec
+    template: Template | None  # None for methods that read plain input
+    verbalizer: Verbalizer | None
+    label_words: LabelWordIds | None
+    split: FewShotSplit
+    seed: int
+
+
+@dataclass(frozen=True)
+class Method:
+    name: str
+    summary: str
+    options: type[MethodOptions]
+    build: Callable[[BuildContext, Any], PromptClassifier]
+    default_lr: float = 1e-5
+    space: SearchSpace = field(default_factory=SearchSpace)  # the default search space of `workbench sweep`
+    uses_verbalizer: bool = True  # reads the label words at the template's mask (False: plain input, linear head)
+    trains: bool = True  # False: evaluated as built (in-context learning)
+    # Rewrites the template before encoding (P-tuning adds soft slots when the template has none).
+    rewrite_template: Callable[[Template, Any], Template] | None = None
+    # Positions the method adds to every input (prompt tuning's virtual tokens): they count against the context.
+    extra_tokens: Callable[[Any], int] | None = None
+    # Runs after build with the model and the encoder, and returns the encoder to use (ICL's demonstrations).
+    after_build: Callable[[BuildContext, Any, PromptClassifier, PromptEncoder], PromptEncoder] | None = None
+
+    def make_options(self, **values: Any) -> MethodOptions:
+        """The options object, checked: unknown names and bad values are one-line ConfigErrors."""
+        from workbench.config.run import build_section
+
+        return build_section(self.options, values, "method")
+
+
+class MethodRegistry:
+    """Name -> Method. Refuses duplicates; loads the built-ins and plugins once, on first use."""
+
+    def __init__(self) -> None:
+        self._methods: dict[str, Method] = {}
+        self._by_options: dict[type, Method] = {}
+        self._loaded = False
+
+    def register(self, method: Method) -> Method:
+        if not isinstance(method, Method):
+            raise TypeError(f"register_method takes a Method, got {type(method).__name__}")
+        if method.name in self._methods:
+            raise WorkbenchError(f"a method named {method.name!r} is already registered "
+                                 f"(by {self._methods[method.name].build.__module__}); choose another name")
+        if not (isinstance(method.options, type) and issubclass(method.options, MethodOptions)
+                and dataclasses.is_dataclass(method.options)):
+            raise WorkbenchError(f"method {method.name!r}: options must be a dataclass subclassing "
+                                 f"workbench.MethodOptions")
+        if method.options in self._by_options:
+            raise WorkbenchError(f"method {method.name!r}: options class {method.options.__name__} already belongs "
+                                 f"to {self._by_options[method.options].name!r}; subclass it to give each method "
+                                 f"its own")
+        undocumented = [f.name for f in dataclasses.fields(method.options) if "help" not in f.metadata]
+        if undocumented:
+            raise WorkbenchError(f"method {method.name!r}: option(s) {undocumented} are not declared with "
+                                 f"workbench.option(default, help=...)")
+        method.options()  # the defaults must pass the option's own checks
+        self._methods[method.name] = method
+        self._by_options[method.options] = method
+        return method
+
+    def _load(self) -> None:
+        if self._loaded:
+            return
+        self._loaded = True
+        import workbench.adaptation  # noqa: F401  (the built-in methods register themselves on import)
+
+        for module in filter(None, (m.strip() for m in os.environ.get(PLUGINS_ENV, "").split(","))):
+            try:
+                importlib.import_module(module)
+            except ImportError as e:
+                raise WorkbenchError(f"{PLUGINS_ENV}: cannot import plugin module {module!r}: {e}") from None
+        from importlib.metadata import entry_points
+
+        for ep in entry_points(group=ENTRY_POINT_GROUP):
+            loaded = ep.load()
+            if callable(loaded) and not isinstance(loaded, type):
+                loaded()  # an entry point may name a function that registers its methods
+
+    def get(self, name: str) -> Method:
+        self._load()
+        if name not in self._methods:
+            raise ConfigError(f"method: unknown method {name!r}; methods are {', '.join(self._methods)}",
+                              field="method")
+        return self._methods[name]
+
+    def for_options(self, options: MethodOptions) -> Method:
+        self._load()
+        method = self._by_options.get(type(options))
+        if method is None:
+            raise ConfigError(f"method: {type(options).__name__} is not the options class of a registered method "
+                              f"(register it with workbench.register_method)", field="method")
+        return method
+
+    def all(self) -> dict[str, Method]:
+        self._load()
+        return dict(self._methods)
+
+
+REGISTRY = MethodRegistry()
+
+
+def register_method(method: Method) -> Method:
+    """Add a method; a duplicate name is refused. Returns the method, so a module can keep it."""
+    return REGISTRY.register(method)
+
+
+def get_method(name: str) -> Method:
+    return REGISTRY.get(name)
+
+
+def method_for_options(options: MethodOptions) -> Method:
+    return REGISTRY.for_options(options)
+
+
+def all_methods() -> dict[str, Method]:
+    return REGISTRY.all()
+
+
+def freeze(module) -> None:
+    for p in module.parameters():
+        p.requires_grad_(False)

@@ -1,0 +1,48 @@
+"""The `workbench` command line: it parses, builds configs, and calls the library; nothing else.
+
+Every command is a function of the library too (`workbench.train`, `workbench.sweep`, ...).
+`python -m workbench ...` runs the same parser.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from workbench.errors import ConfigError, WorkbenchError
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from workbench.cli import info, instruct, prompts, runs
+
+    parser = argparse.ArgumentParser(prog="workbench", description=__doc__.splitlines()[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+    runs.register(sub)
+    info.register(sub)
+    prompts.register(sub)
+    instruct.register(sub)
+    return parser
+
+
+def error_message(e: WorkbenchError) -> str:
+    """One line; a config field is named with the flag that sets it."""
+    from workbench.cli.flags import flag_for
+
+    text = str(e).splitlines()[0] if str(e) else type(e).__name__
+    flag = flag_for(e.field) if isinstance(e, ConfigError) else None
+    if flag and f"{e.field}:" in text:
+        text = text.replace(f"{e.field}:", f"{e.field} ({flag}):", 1)
+    return text
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        args.func(args)
+    except WorkbenchError as e:
+        print(f"error: {error_message(e)}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+    return 0

@@ -1,0 +1,98 @@
+"""`workbench models | tasks | methods`: what the workbench knows about."""
+
+from __future__ import annotations
+
+import argparse
+import json
+
+import yaml
+
+from workbench.errors import WorkbenchError
+
+
+def cmd_models(args: argparse.Namespace) -> None:
+    from workbench.models import ALIASES, pull, resolve_model
+    from workbench.models.aliases import alias_dir, get_alias
+
+    if args.action == "list":
+        for a in ALIASES.values():
+            state = "pulled" if (alias_dir(a.alias) / "hf" / "workbench-identity.json").exists() else "not pulled"
+            print(f"{a.alias:14s} {a.kind:8s} {state:11s} {a.description}")
+    elif args.action == "pull":
+        for name in args.names or list(ALIASES):
+            print(f"{name}: {pull(name, force=args.force)}")
+    elif args.action == "show":
+        for name in args.names:
+            ref = resolve_model(name)
+            info = {"name": ref.name, "path": ref.path, "kind": ref.kind.value, "identity": ref.identity}
+            if name in ALIASES:
+                info["wheels"] = list(get_alias(name).wheels)
+            print(json.dumps(info, indent=2))
+
+
+def cmd_tasks(args: argparse.Namespace) -> None:
+    from workbench.data import BUILTIN_TASKS, get_task
+
+    if args.action == "list":
+        for t in BUILTIN_TASKS.values():
+            print(f"{t.name:6s} {t.num_classes} classes  reported on {t.eval_split:4s}  {t.description}")
+        return
+    for name in args.names:
+        t = get_task(name)
+        counts = {}
+        for split in t.files:
+            try:
+                counts[split] = len(t.load_split(split))
+            except WorkbenchError as e:
+                counts[split] = f"unavailable ({e})"
+        print(json.dumps({"name": t.name, "text_fields": t.text_fields, "label_names": t.label_names,
+                          "metric": t.metric, "eval_split": t.eval_split, "rows": counts, "source": t.source},
+                         indent=2))
+
+
+def describe_method(name: str) -> str:
+    """Summary, learning rate, every option with its type, constraints, default and help, and the default space."""
+    from workbench.adaptation import get_method
+    from workbench.config import field_help
+
+    m = get_method(name)
+    lines = [f"{m.name}: {m.summary}", f"  default learning rate: {m.default_lr:g}" if m.trains else "  no training",
+             f"  reads: {'the label words at the template mask' if m.uses_verbalizer else 'plain input'}",
+             "  options (--option NAME=VALUE, or method.NAME=VALUE):"]
+    rows = field_help(m.options)
+    for opt, kind, default, help_text in rows:
+        lines.append(f"    {opt} = {default}  ({kind})\n        {help_text}")
+    if not rows:
+        lines.append("    none")
+    lines.append("  default search space (a file like this goes to `workbench sweep --space FILE`):")
+    space = yaml.safe_dump(m.space.to_yaml(), sort_keys=False, default_flow_style=None).rstrip()
+    lines += ["    " + ln for ln in space.splitlines()]
+    return "\n".join(lines)
+
+
+def cmd_methods(args: argparse.Namespace) -> None:
+    from workbench.adaptation import all_methods
+
+    if args.name:
+        print(describe_method(args.name))
+        return
+    for m in all_methods().values():
+        print(f"{m.name:16s} {m.summary}")
+    print("\n`workbench methods NAME` shows a method's options and default search space.")
+
+
+def register(sub) -> None:
+    p = sub.add_parser("models", help="offline model aliases")
+    p.add_argument("action", choices=["list", "pull", "show"])
+    p.add_argument("names", nargs="*")
+    p.add_argument("--force", action="store_true", help="pull again even if cached")
+    p.set_defaults(func=cmd_models)
+
+    p = sub.add_parser("tasks", help="built-in and user tasks")
+    p.add_argument("action", choices=["list", "show"])
+    p.add_argument("names", nargs="*")
+    p.set_defaults(func=cmd_tasks)
+
+    p = sub.add_parser("methods", help="adaptation methods; with a NAME, its options and search space")
+    p.add_argument("name", nargs="?", help="a method")
+    p.set_defaults(func=cmd_methods)

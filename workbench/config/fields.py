@@ -1,0 +1,218 @@
+"""Declared fields and the one validator that checks them.
+
+Every field of a config section (and of a method's options) is declared with `option(...)`: its
+default, help text, role and constraints are written once, next to the field, and `validate` checks
+them with one message shape:
+
+    train.lr: -1.0 is not allowed; expected a number > 0
+
+Roles say what a field means to the experiment, so no list of field names is kept anywhere else:
+
+- `study`: what is being studied (task, model, shots, seed, method): a sweep's identity;
+- `search`: a setting a sweep may search; part of a run's identity;
+- `budget`: how much training and evaluation a run gets: the same for every side of a comparison;
+- `neutral`: changes no result (progress bars, where runs are logged, whether weights are saved).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import types
+import typing
+from dataclasses import MISSING
+from typing import Any, ClassVar
+
+from workbench.errors import ConfigError
+
+ROLES = ("study", "search", "budget", "neutral")
+
+
+def option(default: Any = MISSING, *, help: str, role: str = "search", choices: typing.Iterable | None = None,
+           min: float | None = None, max: float | None = None, above: float | None = None,
+           default_factory: Any = MISSING) -> Any:
+    """A dataclass field with help text, a role and constraints (`min`/`max` inclusive, `above` exclusive)."""
+    if role not in ROLES:
+        raise ValueError(f"role {role!r}: choose one of {ROLES}")
+    metadata = {"help": help, "role": role, "choices": tuple(choices) if choices is not None else None,
+                "min": min, "max": max, "above": above}
+    return dataclasses.field(default=default, default_factory=default_factory, metadata=metadata)
+
+
+def meta(f: dataclasses.Field, key: str, default: Any = None) -> Any:
+    return f.metadata.get(key, default)
+
+
+class Section:
+    """Base of every config section: validated when built, and again by `validate` before a run starts.
+
+    `section` is the section's name in the config tree (`train`, `method`, ...), so an error can name
+    the field by its full dotted path.
+    """
+
+    section: ClassVar[str] = ""
+
+    def __post_init__(self) -> None:
+        validate(self)
+
+    def check(self) -> None:
+        """Cross-field rules of a section; raise ConfigError with `field=` set. Called after field checks."""
+
+
+def path_of(obj: Any, name: str) -> str:
+    section = getattr(obj, "section", "")
+    return f"{section}.{name}" if section else name
+
+
+# ---- types ---------------------------------------------------------------------------------------------
+
+def _hints(cls: type) -> dict[str, Any]:
+    return typing.get_type_hints(cls)
+
+
+def _alternatives(hint: Any) -> tuple:
+    if isinstance(hint, types.UnionType) or typing.get_origin(hint) is typing.Union:
+        return typing.get_args(hint)
+    return (hint,)
+
+
+_NAMES = {int: "an integer", float: "a number", bool: "true or false", str: "a string", type(None): "null",
+          dict: "a mapping"}
+
+
+def describe_type(hint: Any) -> str:
+    parts = []
+    for t in _alternatives(hint):
+        origin = typing.get_origin(t)
+        if origin in (list, tuple):
+            inner = typing.get_args(t)
+            parts.append(f"a list of {describe_type(inner[0]).removeprefix('a ').removeprefix('an ')}s"
+                         if inner else "a list")
+        elif origin is dict:
+            parts.append("a mapping")
+        else:
+            parts.append(_NAMES.get(t, f"a {getattr(t, '__name__', str(t))}"))
+    return " or ".join(parts)
+
+
+def _fits(value: Any, t: Any) -> bool:
+    origin = typing.get_origin(t)
+    if origin in (list, tuple):
+        inner = typing.get_args(t)
+        return isinstance(value, (list, tuple)) and all(_fits(v, inner[0]) for v in value) if inner else \
+            isinstance(value, (list, tuple))
+    if origin is dict:
+        return isinstance(value, dict)
+    if t is Any:
+        return True
+    if t is type(None):
+        return value is None
+    if t is float:
+        return isinstance(value, (int, float)) and not isinstance(value, bool)
+    if t is int:
+        return isinstance(value, int) and not isinstance(value, bool)
+    return isinstance(t, type) and isinstance(value, t)
+
+
+def coerce(value: Any, hint: Any) -> Any:
+    """Numbers that arrive as text become numbers: YAML 1.1 reads `1e-4` as a string, and command-line
+    values are text. Nothing else is converted."""
+    if not isinstance(value, str):
+        if isinstance(value, int) and not isinstance(value, bool) and float in _alternatives(hint) \
+                and int not in _alternatives(hint):
+            return float(value)
+        return value
+    if str in _alternatives(hint):
+        return value
+    for t in (int, float):
+        if t in _alternatives(hint):
+            try:
+                number = t(value)
+            except ValueError:
+                continue
+            return number
+    if bool in _alternatives(hint) and value.lower() in ("true", "false"):
+        return value.lower() == "true"
+    return value
+
+
+def expectation(f: dataclasses.Field, hint: Any) -> str:
+    """What the field accepts, in words: the second half of every validation message."""
+    if meta(f, "choices") is not None:
+        allowed = ", ".join(repr(c) for c in meta(f, "choices"))
+        return f"one of {allowed}" + (" or null" if type(None) in _alternatives(hint) else "")
+    text = describe_type(hint)
+    lo, hi, above = meta(f, "min"), meta(f, "max"), meta(f, "above")
+    if lo is not None and hi is not None:
+        text += f" in [{lo:g}, {hi:g}]"
+    elif lo is not None:
+        text += f" >= {lo:g}"
+    elif above is not None:
+        text += f" > {above:g}"
+    elif hi is not None:
+        text += f" <= {hi:g}"
+    return text
+
+
+def check_value(f: dataclasses.Field, hint: Any, value: Any, path: str) -> Any:
+    """The value (coerced if it was a number written as text), or a ConfigError in the one message shape."""
+    value = coerce(value, hint)
+
+    def refuse() -> typing.NoReturn:
+        raise ConfigError(f"{path}: {value!r} is not allowed; expected {expectation(f, hint)}", field=path)
+
+    if not any(_fits(value, t) for t in _alternatives(hint)):
+        refuse()
+    if value is None:
+        return value
+    choices = meta(f, "choices")
+    if choices is not None and value not in choices:
+        refuse()
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        if isinstance(value, float) and math.isnan(value):
+            refuse()
+        lo, hi, above = meta(f, "min"), meta(f, "max"), meta(f, "above")
+        if (lo is not None and value < lo) or (hi is not None and value > hi) or \
+                (above is not None and value <= above):
+            refuse()
+    return value
+
+
+def validate(obj: Any) -> None:
+    """Check every declared field of a section (type, choices, range), then its cross-field rules."""
+    hints = _hints(type(obj))
+    for f in dataclasses.fields(obj):
+        if "help" not in f.metadata:
+            continue  # a nested section validates itself
+        value = check_value(f, hints[f.name], getattr(obj, f.name), path_of(obj, f.name))
+        object.__setattr__(obj, f.name, value)
+    if isinstance(obj, Section):
+        obj.check()
+
+
+def declared_fields(cls: type) -> list[dataclasses.Field]:
+    return [f for f in dataclasses.fields(cls) if "help" in f.metadata]
+
+
+def field_help(cls: type) -> list[tuple[str, str, str, str]]:
+    """(name, type and constraints, default, help) for every declared field: what `workbench methods NAME` prints."""
+    hints = _hints(cls)
+    rows = []
+    for f in declared_fields(cls):
+        if f.default is not MISSING:
+            default = f.default
+        elif f.default_factory is not MISSING:
+            default = f.default_factory()
+        else:
+            default = "(required)"
+        rows.append((f.name, expectation(f, hints[f.name]), repr(default), meta(f, "help")))
+    return rows
+
+
+class MethodOptions(Section):
+    """Base of every method's options dataclass: fields declared with `option(...)`, checked when built.
+
+    Subclass it, declare fields with `option`, and override `check` for rules that join several fields.
+    """
+
+    section: ClassVar[str] = "method"

@@ -1,0 +1,315 @@
+"""The run config: one typed tree for everything a run needs, mapped one-to-one onto YAML.
+
+    task: sst2            # a built-in name, a task YAML file, or a TaskSpec object
+    model: smollm2-135m
+    shots: 16
+    seed: 13
+    method: {name: lora, r: 4}      # or just `method: lora`
+    prompt: {template_id: 0}
+    train: {lr: 5.0e-4, max_steps: 30}
+    eval: {limit: 200}
+    tracking: {save: auto}
+
+Overrides use dotted paths (`train.lr=1e-4 method.r=4`) and are applied by `with_overrides`. Field
+roles (study, search, budget, neutral: see `workbench.config.fields`) are metadata on the fields; what
+identifies a run or a study is computed from them, never listed by hand.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+from dataclasses import dataclass, field
+from typing import Any, ClassVar
+
+from workbench.config.fields import MethodOptions, Section, declared_fields, meta, option, validate
+from workbench.data.registry import TaskSpec
+from workbench.errors import ConfigError
+from workbench.prompts.template import Template
+from workbench.prompts.verbalizer import Verbalizer
+
+DEFAULT_MODEL = "smollm2-135m"
+DEFAULT_METHOD = "prompt-finetune"
+
+
+@dataclass
+class PromptConfig(Section):
+    section: ClassVar[str] = "prompt"
+    template: str | Template | None = option(
+        None, role="search", help="template file (one OpenPrompt-syntax template per line) or a Template object; "
+                                  "default: the task's built-in file")
+    template_id: int = option(0, min=0, help="0-based line number of the template in the template file")
+    verbalizer: str | Verbalizer | None = option(
+        None, role="search", help="verbalizer file (one line of label words per class) or a Verbalizer object; "
+                                  "default: the task's built-in file")
+    multi_token: str | None = option(None, choices=("first", "mean"),
+                                     help="how label words of several tokens are scored (required for such words)")
+    max_seq_length: int = option(128, min=8, help="tokens per input, template included (capped by the model)")
+
+
+@dataclass
+class TrainConfig(Section):
+    section: ClassVar[str] = "train"
+    max_steps: int = option(30, role="budget", min=1, help="optimizer steps")
+    lr: float | None = option(None, above=0, help="learning rate; null: the method's default")
+    batch_size: int = option(8, min=1, help="examples per optimizer step (before accumulation)")
+    grad_accum: int = option(1, min=1, help="batches accumulated per optimizer step")
+    warmup_ratio: float = option(0.1, min=0, max=1, help="fraction of steps with a linear warm-up")
+    weight_decay: float = option(0.0, min=0, help="AdamW weight decay (not on biases and norms)")
+    eval_every: int = option(10, role="budget", min=1, help="evaluate on the few-shot dev split every N steps")
+    patience: int | None = option(None, role="budget", min=1,
+                                  help="evaluations without improvement before stopping; null: never stop early")
+
+
+@dataclass
+class EvalConfig(Section):
+    section: ClassVar[str] = "eval"
+    split: str | None = option(None, role="study", help="split of the reported number; null: the task's own "
+                                                        "(test for sst2, dev for rte)")
+    limit: int | None = option(None, role="budget", min=1,
+                               help="evaluate on the first N rows of that split only (smoke runs; logged)")
+    batch_size: int = option(32, role="neutral", min=1, help="examples per evaluation batch")
+
+
+@dataclass
+class TrackingConfig(Section):
+    section: ClassVar[str] = "tracking"
+    uri: str | None = option(None, role="neutral",
+                             help="MLflow tracking URI; null: $MLFLOW_TRACKING_URI or sqlite:///mlflow.db")
+    experiment: str | None = option(None, role="neutral", help="MLflow experiment; null: the task's name")
+    save: str = option("auto", role="neutral", choices=("auto", "always", "never"),
+                       help="save trained weights as a run artifact (auto: parameter-efficient methods only)")
+    progress: bool = option(True, role="neutral", help="progress bars")
+
+
+SECTIONS: dict[str, type[Section]] = {"prompt": PromptConfig, "train": TrainConfig, "eval": EvalConfig,
+                                      "tracking": TrackingConfig}
+
+
+@dataclass
+class RunConfig(Section):
+    """One method on one few-shot split: what `workbench.train` runs.
+
+    Strings are accepted for convenience where an object is meant: `method="lora"` is that method's
+    default options, `method={"name": "lora", "r": 4}` sets some; a section may be given as a dict.
+    """
+
+    task: str | TaskSpec = option("sst2", role="study", help="built-in task name, task YAML file or TaskSpec")
+    model: str = option(DEFAULT_MODEL, role="study", help="offline alias, local folder or Hugging Face id")
+    shots: int = option(16, role="study", min=1, help="training examples per class (the dev split: the same)")
+    seed: int = option(13, role="study", help="seed of the few-shot split and of training")
+    method: Any = field(default=DEFAULT_METHOD)  # a MethodOptions object; its class names the method
+    prompt: PromptConfig = field(default_factory=PromptConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    eval: EvalConfig = field(default_factory=EvalConfig)
+    tracking: TrackingConfig = field(default_factory=TrackingConfig)
+
+    def __post_init__(self) -> None:
+        self.method = method_options(self.method)
+        for name, cls in SECTIONS.items():
+            value = getattr(self, name)
+            if isinstance(value, dict):
+                setattr(self, name, build_section(cls, value, name))
+            elif not isinstance(value, cls):
+                raise ConfigError(f"{name}: expected a {cls.__name__} or a mapping, got {type(value).__name__}",
+                                  field=name)
+        validate(self)
+
+    @property
+    def method_name(self) -> str:
+        from workbench.adaptation.registry import method_for_options
+
+        return method_for_options(self.method).name
+
+    @property
+    def task_name(self) -> str:
+        return self.task.name if isinstance(self.task, TaskSpec) else self.task
+
+    def validate(self) -> RunConfig:
+        """Check every field again (a field may have been set after construction); returns self."""
+        for name in SECTIONS:
+            validate(getattr(self, name))
+        validate(self.method)
+        validate(self)
+        return self
+
+    def to_dict(self) -> dict:
+        return to_dict(self)
+
+    @classmethod
+    def from_dict(cls, raw: dict, source: str | None = None) -> RunConfig:
+        """From the YAML tree; every error names the field's dotted path, and `source` (a file) when given."""
+        try:
+            return build_run(raw)
+        except ConfigError as e:
+            if source is None:
+                raise
+            raise ConfigError(f"{source}: {e}", field=e.field) from None
+
+    def with_overrides(self, overrides: dict[str, Any], source: str | None = None) -> RunConfig:
+        """A new config with dotted-path overrides applied (`{"train.lr": 1e-4, "method.r": 4}`)."""
+        raw = self.to_dict()
+        # Objects that have no YAML form (a TaskSpec, a Template) are kept as they are.
+        raw["task"] = self.task
+        raw["prompt"] = {**raw["prompt"], "template": self.prompt.template, "verbalizer": self.prompt.verbalizer}
+        return RunConfig.from_dict(apply_overrides(raw, overrides, source), source)
+
+
+# ---- building from plain data ---------------------------------------------------------------------------
+
+def method_options(value: Any) -> MethodOptions:
+    """A method's options object from an options object, a method name, or {name: ..., option: value}."""
+    from workbench.adaptation.registry import get_method, method_for_options
+
+    if isinstance(value, MethodOptions):
+        method_for_options(value)  # refuses an options class that no method registered
+        return value
+    if isinstance(value, str):
+        return get_method(value).options()
+    if isinstance(value, dict):
+        if "name" not in value:
+            raise ConfigError("method: a mapping needs 'name' (the method), e.g. {name: lora, r: 4}", field="method")
+        values = dict(value)
+        m = get_method(values.pop("name"))
+        return build_section(m.options, values, "method")
+    raise ConfigError(f"method: {value!r} is not allowed; expected a method name, a mapping with 'name', or a "
+                      f"MethodOptions object", field="method")
+
+
+def build_section(cls: type, raw: Any, path: str) -> Any:
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{path}: expected a mapping of fields, got {raw!r}", field=path)
+    known = [f.name for f in declared_fields(cls)]
+    unknown = [k for k in raw if k not in known]
+    if unknown:
+        hint = _did_you_mean(unknown[0], known)
+        raise ConfigError(f"{path}: unknown field(s) {sorted(map(str, unknown))}{hint}; "
+                          f"known: {', '.join(known) or 'none'}", field=f"{path}.{unknown[0]}")
+    return cls(**raw)
+
+
+def build_run(raw: Any) -> RunConfig:
+    if not isinstance(raw, dict):
+        raise ConfigError(f"expected a mapping of run fields, got {type(raw).__name__}")
+    top = [f.name for f in dataclasses.fields(RunConfig)]
+    unknown = [k for k in raw if k not in top]
+    if unknown:
+        paths = all_paths(None)
+        suggestions = [p for p in paths if p.split(".")[-1] == unknown[0]]
+        hint = f" (did you mean {suggestions[0]}?)" if suggestions else _did_you_mean(unknown[0], top)
+        raise ConfigError(f"unknown field(s) {sorted(map(str, unknown))}{hint}; top-level fields: {', '.join(top)}",
+                          field=str(unknown[0]))
+    return RunConfig(**raw)
+
+
+def _did_you_mean(name: str, known: list[str]) -> str:
+    close = difflib.get_close_matches(str(name), known, n=1)
+    return f" (did you mean {close[0]}?)" if close else ""
+
+
+def plain(value: Any) -> Any:
+    """A config value as YAML can hold it: objects become their name, path or text."""
+    if isinstance(value, TaskSpec):
+        return value.source if value.source not in ("builtin", "") else value.name
+    if isinstance(value, Template):
+        return value.text or value.source
+    if isinstance(value, Verbalizer):
+        return [list(w) for w in value.words]
+    if isinstance(value, tuple):
+        return list(value)
+    return value
+
+
+def to_dict(cfg: RunConfig) -> dict:
+    out: dict[str, Any] = {}
+    for f in dataclasses.fields(cfg):
+        value = getattr(cfg, f.name)
+        if f.name == "method":
+            out["method"] = {"name": cfg.method_name, **{k.name: plain(getattr(value, k.name))
+                                                           for k in declared_fields(type(value))}}
+        elif isinstance(value, Section):
+            out[f.name] = {k.name: plain(getattr(value, k.name)) for k in declared_fields(type(value))}
+        else:
+            out[f.name] = plain(value)
+    return out
+
+
+def apply_overrides(raw: dict, overrides: dict[str, Any], source: str | None) -> dict:
+    """Set dotted paths in a config tree: `train.lr`, `method.r`, `seed`. Unknown paths are refused here,
+    with the closest known path, so a typo never silently does nothing."""
+    raw = {k: (dict(v) if isinstance(v, dict) else v) for k, v in raw.items()}
+    for path, value in overrides.items():
+        head, _, rest = path.partition(".")
+        if not rest:
+            if head == "method" and isinstance(raw.get("method"), dict) and isinstance(value, str):
+                raw["method"] = value  # a new method: its own defaults, not the old method's options
+            else:
+                raw[head] = value
+            continue
+        if head == "method":
+            current = raw.get("method", DEFAULT_METHOD)
+            raw["method"] = {"name": current} if isinstance(current, str) else dict(current)
+        elif head not in SECTIONS:
+            raise ConfigError(f"{source or 'override'}: no config section {head!r} in {path!r}; sections are "
+                              f"{', '.join(['method', *SECTIONS])}", field=path)
+        raw.setdefault(head, {})
+        raw[head][rest] = value
+    return raw
+
+
+# ---- roles and paths ------------------------------------------------------------------------------------
+
+def section_fields(method_cls: type | None) -> list[tuple[str, dataclasses.Field]]:
+    """(dotted path, field) for every declared field of the tree, method options included when given."""
+    out = [(f.name, f) for f in declared_fields(RunConfig)]
+    for name, cls in SECTIONS.items():
+        out += [(f"{name}.{f.name}", f) for f in declared_fields(cls)]
+    if method_cls is not None:
+        out += [(f"method.{f.name}", f) for f in declared_fields(method_cls)]
+    return out
+
+
+def all_paths(method_cls: type | None) -> list[str]:
+    return [p for p, _ in section_fields(method_cls)]
+
+
+def paths_with_role(role: str, method_cls: type | None = None) -> list[str]:
+    return [p for p, f in section_fields(method_cls) if meta(f, "role") == role]
+
+
+def resolve_path(name: str, method_cls: type | None, source: str = "parameter") -> str:
+    """A dotted path from a dotted path or a short name (`lr` -> `train.lr`, `r` -> `method.r`).
+
+    A short name must name exactly one searchable field; method options win, since `--param` and
+    `--option` mostly name them."""
+    paths = all_paths(method_cls)
+    if name in paths:
+        return name
+    if "." not in name:
+        searchable = [p for p, f in section_fields(method_cls) if meta(f, "role") == "search"]
+        matches = [p for p in searchable if p.split(".")[-1] == name]
+        if len(matches) > 1:
+            matches = [p for p in matches if p.startswith("method.")] or matches
+        if len(matches) == 1:
+            return matches[0]
+    hint = _did_you_mean(name, paths)
+    raise ConfigError(f"{source}: {name!r} is not a config field{hint}; searchable fields: "
+                      f"{', '.join(paths_with_role('search', method_cls))}", field=name)
+
+
+def flat(tree: dict, prefix: str = "") -> dict[str, Any]:
+    out = {}
+    for k, v in tree.items():
+        if isinstance(v, dict):
+            out.update(flat(v, f"{prefix}{k}."))
+        else:
+            out[f"{prefix}{k}"] = v
+    return out
+
+
+def identity(cfg: RunConfig, drop_roles: tuple[str, ...] = ("neutral",)) -> dict[str, Any]:
+    """The flattened config without fields of `drop_roles`: equal identities mean the same experiment."""
+    dropped = set()
+    for role in drop_roles:
+        dropped.update(paths_with_role(role, type(cfg.method)))
+    return {k: v for k, v in flat(cfg.to_dict()).items() if k not in dropped}

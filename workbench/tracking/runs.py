@@ -1,0 +1,272 @@
+"""The MLflow run lifecycle, in one place: the tracking URI, a reachable-store check, one context manager
+per run (`RunTracker`: new, nested or re-opened), and finding a finished run whose config matches.
+
+`RunTracker` is the only code in the package that starts or ends an MLflow run. Its logging methods
+address the run by id, so they stay correct while another run is the active one.
+
+Metric names are part of the interface (DESIGN.md): train/loss, eval/accuracy, test/accuracy,
+trainable_params, trainable_fraction, train/seconds, train/examples_per_s, peak_mem_mb. Add, never rename.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import csv
+import io
+import json
+import os
+import platform
+import re
+import subprocess
+import time
+from collections.abc import Sequence
+from importlib import metadata
+from pathlib import Path
+
+import yaml
+
+from workbench.errors import WorkbenchError
+
+DEFAULT_TRACKING_URI = "sqlite:///mlflow.db"
+PACKAGES = ("torch", "transformers", "peft", "optuna", "mlflow", "datasets", "prompt-workbench")
+MAX_PARAM_CHARS = 500  # MLflow's limit on a param value (older servers; newer ones allow more)
+MAX_TAG_CHARS = 4000
+
+
+def resolve_tracking_uri(uri: str | None = None) -> str:
+    """The argument, else $MLFLOW_TRACKING_URI, else ./mlflow.db."""
+    return uri or os.environ.get("MLFLOW_TRACKING_URI") or DEFAULT_TRACKING_URI
+
+
+def _first_line(e: BaseException) -> str:
+    text = str(e).strip()
+    return text.splitlines()[0] if text else type(e).__name__
+
+
+@contextlib.contextmanager
+def sqlite_lock(url: str):
+    """Hold an exclusive lock beside a SQLite store while it may be created: two workers starting at once
+    would otherwise both create (and migrate) its tables. Other URLs need no lock."""
+    path = url.split("///", 1)[1] if url.startswith("sqlite:///") else ""
+    if not path or path == ":memory:" or not os.path.isdir(os.path.dirname(os.path.abspath(path))):
+        yield
+        return
+    import fcntl
+
+    with open(os.path.abspath(path) + ".lock", "a") as f:
+        fcntl.flock(f, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(f, fcntl.LOCK_UN)
+
+
+def check_tracking_uri(uri: str | None) -> str:
+    """Fail with one line, before any run starts, when the MLflow store cannot be reached; returns the URI."""
+    import mlflow
+
+    uri = resolve_tracking_uri(uri)
+    saved = {k: os.environ.get(k) for k in ("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "MLFLOW_HTTP_REQUEST_TIMEOUT")}
+    os.environ.update({"MLFLOW_HTTP_REQUEST_MAX_RETRIES": "0", "MLFLOW_HTTP_REQUEST_TIMEOUT": "10"})
+    try:
+        with sqlite_lock(uri):
+            mlflow.MlflowClient(uri).search_experiments(max_results=1)
+    except Exception as e:
+        raise WorkbenchError(f"cannot use MLflow tracking URI {uri!r}: {_first_line(e)[:300]}") from None
+    finally:
+        for k, v in saved.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+    return uri
+
+
+def git_commit() -> str:
+    here = Path(__file__).resolve().parent
+    try:
+        out = subprocess.run(["git", "rev-parse", "HEAD"], cwd=here, capture_output=True, text=True, timeout=5)
+        commit = out.stdout.strip() if out.returncode == 0 else "unknown"
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=here,
+                               capture_output=True, text=True, timeout=5).stdout.strip()
+        return commit + ("-dirty" if dirty and commit != "unknown" else "")
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+
+
+def environment_tags() -> dict[str, str]:
+    tags = {"git_commit": git_commit(), "python": platform.python_version()}
+    for name in PACKAGES:
+        try:
+            tags[f"version/{name}"] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            pass
+    return tags
+
+
+def flatten_params(d: dict, prefix: str = "") -> dict[str, str]:
+    """Nested dicts become dotted keys; values become strings cut to MLflow's param length."""
+    out = {}
+    for k, v in d.items():
+        key = f"{prefix}{k}"
+        if isinstance(v, dict):
+            out.update(flatten_params(v, key + "."))
+        else:
+            out[key] = str(v)[:MAX_PARAM_CHARS]
+    return out
+
+
+def metric_name(name: str) -> str:
+    """MLflow allows alphanumerics, _ - . / and space in a metric name; other characters become _."""
+    return "".join(c if c.isalnum() or c in "_-./ " else "_" for c in name)
+
+
+def find_matching_run(experiment: str, uri: str | None, tags: dict[str, str], params: dict[str, str]) -> str | None:
+    """The newest FINISHED run in `experiment` with these tags and exactly these params, or None."""
+    import mlflow
+
+    client = mlflow.MlflowClient(resolve_tracking_uri(uri))
+    exp = client.get_experiment_by_name(experiment)
+    if exp is None:
+        return None
+    # values with quotes or brackets (a model's identity) cannot go in a filter string: compare those here
+    simple = {k: v for k, v in tags.items() if re.fullmatch(r"[\w.:/@+-]*", v) and re.fullmatch(r"[\w.:/-]+", k)}
+    filt = " and ".join([f"tags.`{k}` = '{v}'" for k, v in simple.items()] + ["attributes.status = 'FINISHED'"])
+    for run in client.search_runs([exp.experiment_id], filt, order_by=["attributes.start_time DESC"],
+                                  max_results=200):
+        have = run.data
+        if have.tags.get("reused_from") or any(have.tags.get(k) != v for k, v in tags.items()):
+            continue
+        if all(have.params.get(k) == v for k, v in params.items()) and "test/accuracy" in have.metrics:
+            return run.info.run_id
+    return None
+
+
+class RunTracker:
+    """Context manager for one MLflow run.
+
+    `nested=None` nests the run under the active run when there is one; `resume_run_id` re-opens that
+    run (its tags are left as they are). On exit the run ends FINISHED, KILLED on Ctrl-C, or FAILED with
+    an `error` tag; the exception is never swallowed.
+    """
+
+    def __init__(self, experiment: str, run_name: str | None = None, uri: str | None = None, *,
+                 tags: dict | None = None, nested: bool | None = None, resume_run_id: str | None = None):
+        import mlflow
+
+        self.mlflow = mlflow
+        self.uri = resolve_tracking_uri(uri)
+        self.experiment, self.run_name, self.nested = experiment, run_name, nested
+        self.tags = dict(tags or {})
+        self.resume_run_id = resume_run_id
+        self.run_id: str | None = None
+        self.client = None
+
+    # -- lifecycle -----------------------------------------------------------------------------------------
+
+    def __enter__(self) -> RunTracker:
+        mlflow = self.mlflow
+        mlflow.set_tracking_uri(self.uri)
+        try:
+            with sqlite_lock(self.uri):
+                mlflow.set_experiment(self.experiment)
+        except Exception as e:  # MLflow raises many types for a bad store; the user needs the URI
+            raise WorkbenchError(f"cannot use MLflow tracking URI {self.uri!r}: {_first_line(e)[:300]}") from None
+        nested = mlflow.active_run() is not None if self.nested is None else self.nested
+        if self.resume_run_id:
+            run = mlflow.start_run(run_id=self.resume_run_id, nested=nested)
+        else:
+            run = mlflow.start_run(run_name=self.run_name, nested=nested)
+        self.run_id = run.info.run_id
+        self.client = mlflow.MlflowClient(self.uri)
+        if not self.resume_run_id:
+            try:
+                self.set_tags({**environment_tags(), **self.tags})
+            except BaseException as e:
+                self.__exit__(type(e), e, e.__traceback__)
+                raise
+        return self
+
+    def __exit__(self, exc_type, exc, tb) -> None:
+        if exc_type is None:
+            status = "FINISHED"
+        elif issubclass(exc_type, KeyboardInterrupt):
+            status = "KILLED"
+        else:
+            status = "FAILED"
+            try:
+                self.client.set_tag(self.run_id, "error", f"{exc_type.__name__}: {exc}"[:MAX_TAG_CHARS])
+            except Exception:  # the store failing too must not hide the exception that ended the run
+                pass
+        active = self.mlflow.active_run()
+        if active is not None and active.info.run_id == self.run_id:
+            self.mlflow.end_run(status=status)
+        else:  # another run was left active on top of this one: end this one by id
+            self.client.set_terminated(self.run_id, status)
+
+    # -- logging (by run id) -------------------------------------------------------------------------------
+
+    def log_params(self, params: dict) -> None:
+        from mlflow.entities import Param
+
+        flat = flatten_params(params)
+        if flat:
+            self.client.log_batch(self.run_id, params=[Param(k, v) for k, v in flat.items()])
+
+    def log_config(self, config: dict) -> None:
+        self.log_params(config)
+        self.log_text(yaml.safe_dump(config, sort_keys=False), "config.yaml")
+
+    def log_metrics(self, metrics: dict[str, float], step: int | None = None) -> None:
+        from mlflow.entities import Metric
+
+        now = int(time.time() * 1000)
+        batch = [Metric(metric_name(k), float(v), now, step or 0) for k, v in metrics.items()]
+        if batch:
+            self.client.log_batch(self.run_id, metrics=batch)
+
+    def set_tags(self, tags: dict) -> None:
+        from mlflow.entities import RunTag
+
+        if tags:
+            self.client.log_batch(self.run_id, tags=[RunTag(k, str(v)) for k, v in tags.items()])
+
+    def log_dict(self, data, name: str) -> None:
+        self.client.log_dict(self.run_id, data, name)
+
+    def log_text(self, text: str, name: str) -> None:
+        self.client.log_text(self.run_id, text, name)
+
+    def log_json(self, data, name: str) -> None:
+        self.log_text(json.dumps(data, indent=1), name)
+
+    def log_figure(self, fig, name: str) -> None:
+        self.client.log_figure(self.run_id, fig, name)
+
+    def log_artifacts(self, folder: str, artifact_path: str | None = None) -> None:
+        self.client.log_artifacts(self.run_id, folder, artifact_path)
+
+    def log_predictions(self, guids: Sequence[str], labels: Sequence[int], predictions: Sequence[int],
+                        scores, label_names: Sequence[str], name: str = "predictions.csv") -> None:
+        buf = io.StringIO()
+        writer = csv.writer(buf)
+        writer.writerow(["guid", "label", "prediction", *[f"score_{n}" for n in label_names]])
+        for g, y, p, s in zip(guids, labels, predictions, scores):
+            writer.writerow([g, label_names[y], label_names[p], *[f"{v:.5f}" for v in s]])
+        self.log_text(buf.getvalue(), name)
+
+    def log_confusion(self, labels: Sequence[int], predictions: Sequence[int], label_names: Sequence[str],
+                      name: str = "confusion_matrix.png") -> None:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+        from sklearn.metrics import ConfusionMatrixDisplay
+
+        fig, ax = plt.subplots(figsize=(1.2 * len(label_names) + 2, 1.2 * len(label_names) + 1.5))
+        ConfusionMatrixDisplay.from_predictions(labels, predictions, labels=list(range(len(label_names))),
+                                                display_labels=list(label_names), ax=ax, colorbar=False)
+        ax.set_title("test confusion matrix")
+        fig.tight_layout()
+        self.log_figure(fig, name)
+        plt.close(fig)
