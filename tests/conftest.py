@@ -99,3 +99,50 @@ def tiny_mlm_dir(tmp_path, tiny_mlm):
 def requires_data(task: str = "sst2"):
     return pytest.mark.skipif(not (SHARED_DATA / task).exists() and "WORKBENCH_DATA_DIR" not in os.environ,
                               reason="needs ../shared/data or WORKBENCH_DATA_DIR")
+
+
+# ---- a toy task and the recipe's build steps, for tests of methods on the tiny models -----------------------
+
+def _toy():
+    from workbench.data import Example, TaskSpec
+
+    task = TaskSpec(name="toy", text_fields=("sentence",), label_field="label", label_names=("neg", "pos"),
+                    label_values=("0", "1"), files={}, eval_split="test")
+    rows = [Example(f"r{i}", {"sentence": s}, y) for i, (s, y) in enumerate([
+        ("it was a great movie", 1), ("the plot was dull", 0), ("fun and good", 1), ("bad actors , boring", 0),
+        ("i love this film", 1), ("terrible story", 0), ("very funny", 1), ("not good", 0)])]
+    return task, rows
+
+
+TOY_TASK, TOY_ROWS = _toy()
+
+
+class _ToySplit:
+    train = TOY_ROWS
+    dev = TOY_ROWS
+
+
+def build_method(backbone, method, template='{"placeholder":"text_a"} It was {"mask"}.', **options):
+    """Build `method` on a copy of the backbone the way the train recipe does: options, template rewrite,
+    build, after-build hook, encoder. Returns (backbone copy, model, encoded toy rows)."""
+    import copy
+
+    from workbench.adaptation import BuildContext, get_method
+    from workbench.prompts import PromptEncoder, Verbalizer, parse_template
+    from workbench.prompts.verbalizer import label_word_ids
+
+    bb = copy.deepcopy(backbone)
+    spec = get_method(method)
+    opts = spec.make_options(**options)
+    tpl = parse_template(template) if spec.uses_verbalizer else None
+    if tpl is not None and spec.rewrite_template:
+        tpl = spec.rewrite_template(tpl, opts)
+    verbalizer = Verbalizer.from_lines(["bad", "great"]) if spec.uses_verbalizer else None
+    words = label_word_ids(verbalizer, bb.tokenizer) if verbalizer else None
+    ctx = BuildContext(bb, TOY_TASK, tpl, verbalizer, words, _ToySplit(), 0)
+    model = spec.build(ctx, opts)
+    extra = spec.extra_tokens(opts) if spec.extra_tokens else 0
+    enc = PromptEncoder(tpl, bb.tokenizer, bb.kind, TOY_TASK.text_fields, 64 - extra)
+    if spec.after_build:
+        enc = spec.after_build(ctx, opts, model, enc)
+    return bb, model, [enc.encode(r) for r in TOY_ROWS]

@@ -109,7 +109,7 @@ def test_render_options_and_no_options():
 def test_cli_register_and_mix(tmp_path, capsys):
     import argparse
 
-    from workbench.instruct.cli import register
+    from workbench.cli.instruct import register
 
     parser = argparse.ArgumentParser(prog="workbench")
     register(parser.add_subparsers(dest="command"))

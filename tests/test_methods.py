@@ -1,45 +1,15 @@
 """Parameter-efficient methods on tiny masked and causal LMs: trainable counts match each method's
 definition, frozen weights stay bit-identical, soft tokens land in their slots, artifacts round-trip."""
 
-import copy
-
 import pytest
 import torch
 
+from workbench.adaptation import get_method
 from workbench.errors import ConfigError
-from workbench.adaptation import METHODS, BuildContext, get_method
-from workbench.prompts import PromptEncoder, Verbalizer, collate, parse_template
-from workbench.prompts.verbalizer import label_word_ids
-from workbench.data import Example, TaskSpec
+from workbench.prompts import collate
 from workbench.training import TrainerConfig, predict, train
 
-TASK = TaskSpec(name="toy", text_fields=("sentence",), label_field="label", label_names=("neg", "pos"),
-                label_values=("0", "1"), files={}, eval_split="test")
-ROWS = [Example(f"r{i}", {"sentence": s}, y) for i, (s, y) in enumerate([
-    ("it was a great movie", 1), ("the plot was dull", 0), ("fun and good", 1), ("bad actors , boring", 0),
-    ("i love this film", 1), ("terrible story", 0), ("very funny", 1), ("not good", 0)])]
-
-
-class _Split:
-    train = ROWS
-    dev = ROWS
-
-
-def _setup(backbone, method, template='{"placeholder":"text_a"} It was {"mask"}.', **options):
-    bb = copy.deepcopy(backbone)
-    spec = get_method(method)
-    opts = spec.parse_options(options)
-    tpl = parse_template(template)
-    if spec.adapt_template:
-        tpl = spec.adapt_template(tpl, opts)
-    verbalizer = Verbalizer.from_lines(["bad", "great"])
-    words = label_word_ids(verbalizer, bb.tokenizer)
-    ctx = BuildContext(bb, TASK, tpl, verbalizer, words, _Split(), 0)
-    model = spec.build(ctx, opts)
-    extra = spec.extra_tokens(opts) if spec.extra_tokens else 0
-    enc = PromptEncoder(tpl, bb.tokenizer, bb.kind, TASK.text_fields, 64 - extra)
-    return bb, model, [enc.encode(r) for r in ROWS]
-
+from conftest import build_method as _setup
 
 def _trainable(model):
     return {n: p.numel() for n, p in model.named_parameters() if p.requires_grad}
@@ -94,7 +64,7 @@ def test_lora_counts_and_bad_targets(tiny_causal):
     _, model, _ = _setup(tiny_causal, "lora", r=r)
     # q_proj and v_proj, h -> h each (2 heads of 16, no grouped KV in the tiny model): A is r x h, B is h x r
     assert model.count_parameters()[0] == layers * 2 * (r * h + h * r)
-    with pytest.raises(ConfigError, match=r"LoRA target module\(s\) \['query'\] do not exist"):
+    with pytest.raises(ConfigError, match=r"method.target_modules: \['query'\] do not exist"):
         _setup(tiny_causal, "lora", target_modules=["query"])
 
 
@@ -138,11 +108,10 @@ def test_training_changes_only_trainable_weights(request, fixture, method, optio
     assert any(not torch.equal(p, before[n]) for n, p in model.named_parameters() if p.requires_grad)
 
 
-def test_every_method_is_registered_with_options():
-    for spec in METHODS.values():
-        spec.parse_options({})
-    with pytest.raises(ConfigError, match="has no option"):
-        get_method("lora").parse_options({"rank": 4})
+def test_unknown_option_is_refused():
+    with pytest.raises(ConfigError, match=r"method: unknown field\(s\) \['rank'\]") as e:
+        get_method("lora").make_options(rank=4)
+    assert e.value.field == "method.rank"
 
 
 def test_verbalizer_head_needs_an_lm(tiny_mlm):
@@ -150,5 +119,5 @@ def test_verbalizer_head_needs_an_lm(tiny_mlm):
     from workbench.models.backbone import ModelKind
 
     encoder_only = Backbone(tiny_mlm.model.bert, tiny_mlm.tokenizer, ModelKind.ENCODER, "bert-body")
-    with pytest.raises(ConfigError, match="use --head linear"):
+    with pytest.raises(ConfigError, match="use head=linear"):
         _setup(encoder_only, "prompt-tuning")

@@ -7,24 +7,37 @@ import optuna
 import pytest
 from optuna.trial import TrialState
 
+from workbench.adaptation import all_methods, get_method
+from workbench.cli import main
+from workbench.config import Categorical, Float, RunConfig, SearchSpace, parse_param, resolve_path
+from workbench.config.space import candidate_values
 from workbench.errors import ConfigError, WorkbenchError
-from workbench.sweeps import SweepConfig, load_space, run_sweep
-from workbench.sweeps.cli import main
-from workbench.sweeps.space import parse_override
+from workbench.recipes.sweep import SweepConfig, plan, search_space, sweep
 
 from conftest import requires_data
 
 FIXED_METRICS = {"train/loss", "eval/accuracy", "test/accuracy", "trainable_params", "trainable_fraction",
                  "train/seconds", "train/examples_per_s", "peak_mem_mb"}
+SECTIONS = ("prompt", "train", "eval", "method")
 
 
-def sweep_cfg(tmp_path, tiny_mlm_dir, **kw) -> SweepConfig:
+def base_run(tiny_mlm_dir, method: str = "prompt-finetune", **kw) -> RunConfig:
     folder, verbalizer = tiny_mlm_dir
-    base = dict(task="sst2", method="prompt-finetune", model=str(folder), shots=4, trials=3,
-                storage=f"sqlite:///{tmp_path / 'optuna.db'}",
-                run_overrides={"max_steps": 4, "eval_every": 2, "eval_limit": 16, "template_id": 1,
-                               "verbalizer_file": str(verbalizer)})
+    base = dict(task="sst2", method=method, model=str(folder), shots=4,
+                train={"max_steps": 4, "eval_every": 2}, eval={"limit": 16},
+                prompt={"template_id": 1, "verbalizer": str(verbalizer)}, tracking={"progress": False})
+    return RunConfig(**{**base, **kw})
+
+
+def sweep_cfg(tmp_path, tiny_mlm_dir, run: RunConfig | None = None, **kw) -> SweepConfig:
+    """The study only (`final_seeds=[]`): no final runs on the protocol seeds."""
+    base = dict(run=run or base_run(tiny_mlm_dir), trials=3, storage=f"sqlite:///{tmp_path / 'optuna.db'}",
+                final_seeds=[])
     return SweepConfig(**{**base, **kw})
+
+
+def run_sweep(cfg: SweepConfig):
+    return sweep(cfg, log=lambda s: None).study
 
 
 def trial_runs(parent_id: str):
@@ -36,27 +49,57 @@ def trial_runs(parent_id: str):
 
 
 def test_every_shipped_space_names_only_fields_and_options():
-    from workbench.adaptation import METHODS
+    methods = all_methods()
+    assert {"finetune", "prompt-finetune", "icl", "lora", "p-tuning"} <= set(methods)
+    for name, method in methods.items():
+        space = method.space
+        assert space.params, name
+        run = RunConfig(method=name)
+        for path, spec in space.params.items():
+            # a dotted path of a run field or a method option, never a short name
+            assert path.split(".")[0] in SECTIONS and resolve_path(path, method.options) == path, (name, path)
+            for value in candidate_values(spec):  # every value the space can produce passes the field's own checks
+                run.with_overrides({path: value})
 
-    for name in METHODS:
-        space = load_space(name)  # raises on a name the method does not have
-        assert all(p.target in ("run", "option") for p in space.params)
+
+@requires_data("sst2")
+def test_every_shipped_space_passes_the_sweep_plan(tiny_mlm_dir):
+    for name in all_methods():
+        p = plan(SweepConfig(run=base_run(tiny_mlm_dir, method=name), storage="sqlite:///optuna.db"))
+        assert p.method.name == name and p.spec.space.params
+        assert all(path.split(".")[0] in SECTIONS for path in p.spec.space.params)
 
 
-def test_space_overrides_and_errors(tmp_path):
-    assert parse_override("lr=1e-5..1e-3:log") == ("lr", {"low": 1e-5, "high": 1e-3, "log": True})
-    assert parse_override("prompt_encoder=lstm|mlp") == ("prompt_encoder", {"choices": ["lstm", "mlp"]})
-    assert parse_override("warmup_ratio=0.1") == ("warmup_ratio", 0.1)
-    space = load_space("finetune", overrides=["dropout=0.2", "batch_size=", "lr=1e-5..1e-4:log"])
-    by_name = {p.name: p for p in space.params}
-    assert by_name["dropout"].fixed and by_name["dropout"].value == 0.2 and "batch_size" not in by_name
-    assert by_name["lr"].log and by_name["lr"].target == "run" and by_name["dropout"].target == "option"
+def test_space_params_and_errors(tmp_path):
+    assert parse_param("lr=1e-5..1e-3:log") == ("lr", Float(1e-5, 1e-3, log=True))
+    assert parse_param("prompt_encoder=lstm|mlp") == ("prompt_encoder", Categorical(["lstm", "mlp"]))
+    assert parse_param("warmup_ratio=0.1") == ("warmup_ratio", 0.1)
+    assert parse_param("batch_size=") == ("batch_size", None)
+
+    finetune = get_method("finetune")
+    cfg = SweepConfig(run=RunConfig(method="finetune"),
+                      params={"dropout": 0.2, "batch_size": None, "lr": "1e-5..1e-4:log"})
+    space = search_space(cfg, finetune)  # short names resolved to dotted paths
+    assert space.params["method.dropout"] == 0.2 and "method.dropout" in space.fixed()
+    assert "train.batch_size" not in space.params
+    assert space.params["train.lr"] == Float(1e-5, 1e-4, log=True) and "train.lr" in space.searched()
+    assert space.params["train.warmup_ratio"] == finetune.space.params["train.warmup_ratio"]  # the rest is kept
+    assert search_space(SweepConfig(run=RunConfig(method="finetune"), space=SearchSpace(
+        {"train.lr": Float(1e-4, 1e-2, log=True), "train.warmup_ratio": 0.06})), finetune).params == {
+        "train.lr": Float(1e-4, 1e-2, log=True), "train.warmup_ratio": 0.06}
+
+    good = tmp_path / "good.yaml"
+    good.write_text("params:\n  lr: {low: 1.0e-5, high: 1.0e-3, log: true}\n  method.dropout: {choices: [0.0, 0.2]}\n")
+    space = search_space(SweepConfig(run=RunConfig(method="finetune"), space=str(good)), finetune)
+    assert space.params == {"train.lr": Float(1e-5, 1e-3, log=True), "method.dropout": Categorical([0.0, 0.2])}
+
     bad = tmp_path / "space.yaml"
     bad.write_text("params:\n  lr: {low: 1.0e-5, high: 1.0e-3}\n  num_soft: {low: 2, high: 8}\n")
-    with pytest.raises(ConfigError, match=rf"{bad}: parameter 'num_soft' is neither a run field .* method 'finetune'"):
-        load_space("finetune", bad)
-    with pytest.raises(ConfigError, match="needs numbers low <= high"):
-        load_space("finetune", overrides=["lr=1e-3..1e-5"])
+    with pytest.raises(ConfigError, match=rf"{bad}: 'num_soft' is not a config field") as err:
+        search_space(SweepConfig(run=RunConfig(method="finetune"), space=str(bad)), finetune)
+    assert "\n" not in str(err.value)
+    with pytest.raises(ConfigError, match="needs low <= high"):
+        search_space(SweepConfig(run=RunConfig(method="finetune"), params={"lr": "1e-3..1e-5"}), finetune)
 
 
 # --- bad input: one line, exit 2, nothing started ---------------------------------------------------------------
@@ -66,8 +109,9 @@ def test_space_overrides_and_errors(tmp_path):
 @pytest.mark.parametrize("extra, message", [
     (["--method", "nope"], "unknown method 'nope'"),
     (["--task", "nope"], "unknown task 'nope'"),
-    (["--param", "num_soft=2..8"], "parameter 'num_soft' is neither a run field"),
-    (["--param", "dropout=lstm|mlp"], "method 'finetune'"),
+    (["--param", "num_soft=2..8"], "'num_soft' is not a config field"),
+    (["--param", "dropout=lstm|mlp"], "method.dropout"),
+    (["--option", "dropout=2"], "method.dropout (--option dropout=...): 2 is not allowed"),
     (["--storage", "postgresql://user:secret@127.0.0.1:1/optuna"], "cannot open Optuna storage "
                                                                     "'postgresql://user:***@127.0.0.1:1/optuna'"),
     (["--storage", "sqlite:////no/such/folder/optuna.db"], "folder /no/such/folder does not exist"),
@@ -84,8 +128,7 @@ def test_bad_input_is_one_line_before_any_trial(tmp_path, tiny_mlm_dir, capsys, 
     err = err[0]
     assert "secret" not in err
     if storage.exists():
-        assert optuna.get_all_study_summaries(f"sqlite:///{storage}") == [] or all(
-            s.n_trials == 0 for s in optuna.get_all_study_summaries(f"sqlite:///{storage}"))
+        assert all(s.n_trials == 0 for s in optuna.get_all_study_summaries(f"sqlite:///{storage}"))
     assert mlflow.search_runs(search_all_experiments=True).empty
 
 
@@ -94,13 +137,16 @@ def test_bad_input_is_one_line_before_any_trial(tmp_path, tiny_mlm_dir, capsys, 
 
 @requires_data("sst2")
 def test_sweep_parent_and_nested_runs(tmp_path, tiny_mlm_dir):
-    result = run_sweep(sweep_cfg(tmp_path, tiny_mlm_dir, trials=3), log=lambda s: None)
+    result = sweep(sweep_cfg(tmp_path, tiny_mlm_dir, trials=3), log=lambda s: None)
+    assert result.comparison is None and result.difference is None  # final_seeds=[]: the study only
+    result = result.study
     assert (result.n_complete, result.n_failed) == (3, 0)
+    assert set(result.best_params) == {"train.lr", "train.warmup_ratio", "train.batch_size"}  # dotted paths
     client = mlflow.MlflowClient()
     parent = client.get_run(result.parent_run_id)
     assert parent.info.status == "FINISHED" and parent.data.tags["sweep"] == "true"
     assert parent.data.metrics["eval/accuracy"] == pytest.approx(result.best_value)
-    assert parent.data.tags["best.lr"] == str(result.best_params["lr"])
+    assert parent.data.tags["best.train.lr"] == str(result.best_params["train.lr"])
     assert parent.data.tags["best.run_id"] == result.best_run_id
     artifacts = {a.path for a in client.list_artifacts(result.parent_run_id, "optuna")}
     assert "optuna/optimization_history.png" in artifacts
@@ -110,22 +156,33 @@ def test_sweep_parent_and_nested_runs(tmp_path, tiny_mlm_dir):
     for r in runs:
         assert FIXED_METRICS <= set(r.data.metrics)
         assert r.data.tags["optuna.state"] == "COMPLETE" and r.data.tags["optuna.study"] == result.study_name
-        assert float(r.data.params["lr"]) > 0
+        assert float(r.data.params["train.lr"]) > 0 and r.data.params["method.name"] == "prompt-finetune"
+        assert r.data.params["eval.limit"] == "16" and r.data.params["train.max_steps"] == "4"
         steps = [m.step for m in client.get_metric_history(r.info.run_id, "eval/accuracy")]
         assert steps[:2] == [2, 4]  # the learning curve, then the final dev accuracy
     assert result.best_run_id in {r.info.run_id for r in runs}
+    best = client.get_run(result.best_run_id)
+    assert float(best.data.params["train.lr"]) == pytest.approx(result.best_params["train.lr"])
+
+
+@requires_data("sst2")
+def test_trial_eval_limit_applies_when_the_run_sets_none(tmp_path, tiny_mlm_dir):
+    run = base_run(tiny_mlm_dir, eval={"limit": None})
+    result = run_sweep(sweep_cfg(tmp_path, tiny_mlm_dir, run=run, trials=1, trial_eval_limit=8, pruner="none"))
+    (r,) = trial_runs(result.parent_run_id)
+    assert r.data.params["eval.limit"] == "8" and r.data.metrics["test/rows"] == 8
 
 
 @requires_data("sst2")
 def test_existing_study_needs_resume_and_same_settings(tmp_path, tiny_mlm_dir):
-    run_sweep(sweep_cfg(tmp_path, tiny_mlm_dir, trials=1), log=lambda s: None)
+    run_sweep(sweep_cfg(tmp_path, tiny_mlm_dir, trials=1))
     with pytest.raises(WorkbenchError, match="already holds 1 trial.*--resume"):
-        run_sweep(sweep_cfg(tmp_path, tiny_mlm_dir, trials=2), log=lambda s: None)
-    other = sweep_cfg(tmp_path, tiny_mlm_dir, trials=2, resume=True)
-    other.run_overrides = {**other.run_overrides, "max_steps": 5}
-    with pytest.raises(ConfigError, match=r"other settings .*'max_steps': \(4, 5\)"):
-        run_sweep(other, log=lambda s: None)
-    result = run_sweep(sweep_cfg(tmp_path, tiny_mlm_dir, trials=2, resume=True), log=lambda s: None)
+        run_sweep(sweep_cfg(tmp_path, tiny_mlm_dir, trials=2))
+    other = sweep_cfg(tmp_path, tiny_mlm_dir, trials=2, resume=True,
+                      run=base_run(tiny_mlm_dir).with_overrides({"train.max_steps": 5}))
+    with pytest.raises(ConfigError, match=r"other settings .*'train.max_steps': \(4, 5\)"):
+        run_sweep(other)
+    result = run_sweep(sweep_cfg(tmp_path, tiny_mlm_dir, trials=2, resume=True))
     assert result.n_complete == 2
     assert len(trial_runs(result.parent_run_id)) == 2  # the resumed sweep kept its parent run
 
@@ -135,28 +192,31 @@ def test_pruned_trial_counts_and_is_labelled(tmp_path, tiny_mlm_dir, monkeypatch
     from workbench.sweeps import study as study_mod
 
     monkeypatch.setattr(study_mod, "_make_pruner", lambda name: optuna.pruners.ThresholdPruner(lower=2.0))
-    result = run_sweep(sweep_cfg(tmp_path, tiny_mlm_dir, trials=2), log=lambda s: None)
+    result = run_sweep(sweep_cfg(tmp_path, tiny_mlm_dir, trials=2))
     assert (result.n_pruned, result.n_complete, result.best_value) == (2, 0, None)
-    for r in trial_runs(result.parent_run_id):
+    runs = trial_runs(result.parent_run_id)
+    assert len(runs) == 2
+    for r in runs:
         assert r.info.status == "KILLED" and r.data.tags["pruned"] == "true" and "error" not in r.data.tags
         assert r.data.tags["optuna.state"] == "PRUNED"
 
 
 @requires_data("sst2")
 def test_failed_trial_is_recorded_and_the_study_goes_on(tmp_path, tiny_mlm_dir, monkeypatch):
-    import workbench.recipes.train as train_mod
+    import workbench.recipes.sweep as sweep_mod
 
-    real_run, calls = train_mod.run, []
+    real_train, calls = sweep_mod.train, []
 
     def flaky(cfg, **kw):
         calls.append(cfg)
         if len(calls) == 2:
             raise RuntimeError("simulated crash in one trial")
-        return real_run(cfg, **kw)
+        return real_train(cfg, **kw)
 
-    monkeypatch.setattr(train_mod, "run", flaky)
-    result = run_sweep(sweep_cfg(tmp_path, tiny_mlm_dir, trials=2), log=lambda s: None)
+    monkeypatch.setattr(sweep_mod, "train", flaky)
+    result = run_sweep(sweep_cfg(tmp_path, tiny_mlm_dir, trials=2))
     assert (result.n_complete, result.n_failed) == (2, 1)
+    assert len(calls) == 3  # a failed trial is replaced: only finished trials count
     study = optuna.load_study(study_name=result.study_name, storage=f"sqlite:///{tmp_path / 'optuna.db'}")
     failed = [t for t in study.trials if t.state == TrialState.FAIL]
     assert failed[0].number == 1 and failed[0].user_attrs["error"] == "RuntimeError: simulated crash in one trial"
@@ -171,3 +231,20 @@ def test_trials_that_always_fail_stop_the_sweep(tmp_path, tiny_mlm_dir, capsys):
     assert code == 2
     err = capsys.readouterr().err
     assert "2 trials in a row failed; last error: ConfigError:" in err and "no template with id 99" in err
+
+
+@requires_data("sst2")
+def test_sweep_then_final_comparison_with_the_baseline(tmp_path, tiny_mlm_dir):
+    run = base_run(tiny_mlm_dir, train={"max_steps": 2, "eval_every": 1})
+    result = sweep(sweep_cfg(tmp_path, tiny_mlm_dir, run=run, trials=1, pruner="none", final_seeds=[13, 21],
+                             baseline="finetune"), log=lambda s: None)
+    comparison = result.comparison
+    assert [r.method for r in comparison.rows] == ["prompt-finetune", "finetune"]
+    first = comparison.rows[0]
+    assert first.source == "given" and first.seeds == [13, 21]
+    assert first.overrides["train.lr"] == result.study.best_params["train.lr"]
+    for run_id in first.run_ids:  # the final runs train with the best trial's values
+        assert float(mlflow.get_run(run_id).data.params["train.lr"]) == pytest.approx(
+            result.study.best_params["train.lr"])
+    mean, sd, n = result.difference
+    assert n == 2 and mean == pytest.approx(comparison.rows[0].mean - comparison.rows[1].mean)

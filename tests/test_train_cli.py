@@ -49,7 +49,8 @@ def test_unknown_method_and_option(capsys):
     assert main(["train", "--method", "nope"]) == 2
     assert "unknown method 'nope'" in capsys.readouterr().err
     assert main(["train", "--method", "icl", "--option", "shots_per_demo=3"]) == 2
-    assert "has no option(s) ['shots_per_demo']" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert "unknown field(s) ['shots_per_demo']" in err and "known: demos_per_class, calibrate, separator" in err
 
 
 @requires_data("sst2")

@@ -38,23 +38,22 @@ SWEEP_FLAGS = {"--trials": "sweep.trials", "--timeout": "sweep.timeout", "--spac
 _ALL = {**RUN_FLAGS, **METHOD_FLAGS, **SWEEP_FLAGS, "--method": "method", "--no-progress": "tracking.progress"}
 
 
-def field_of(path: str) -> dataclasses.Field | None:
+def field_of(path: str) -> dataclasses.Field:
     section, _, name = path.rpartition(".")
-    cls = _SECTION.get(section) if section else RunConfig
-    if cls is None:
-        return None
-    return next((f for f in dataclasses.fields(cls) if f.name == name), None)
+    cls = _SECTION[section] if section else RunConfig
+    return next(f for f in dataclasses.fields(cls) if f.name == name)
 
 
 def add_run_flags(p: argparse.ArgumentParser, only: tuple[str, ...] | None = None) -> None:
-    """The run config's flags; `default=SUPPRESS` so that only flags the user typed reach the config."""
+    """The run config's flags; `default=SUPPRESS` so that only flags the user typed reach the config. Values are
+    checked by the config's validator, not by argparse, so every bad value gets the same one-line message."""
     for flag, path in RUN_FLAGS.items():
         if only is not None and flag not in only:
             continue
         f = field_of(path)
-        choices = f.metadata.get("choices") if f is not None else None
-        p.add_argument(flag, dest=path, default=argparse.SUPPRESS, metavar=None if choices else path.split(".")[-1].upper(),
-                       choices=list(choices) if choices else None, help=f.metadata["help"] if f is not None else None)
+        choices = f.metadata.get("choices")
+        metavar = "{" + ",".join(map(str, choices)) + "}" if choices else path.split(".")[-1].upper()
+        p.add_argument(flag, dest=path, default=argparse.SUPPRESS, metavar=metavar, help=f.metadata["help"])
     if only is None or "--no-progress" in only:
         p.add_argument("--no-progress", dest="tracking.progress", action="store_false", default=argparse.SUPPRESS,
                        help="no progress bars")
@@ -62,10 +61,10 @@ def add_run_flags(p: argparse.ArgumentParser, only: tuple[str, ...] | None = Non
 
 def add_method_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument("--method", dest="method", default=argparse.SUPPRESS, help="adaptation method (`workbench methods`)")
-    p.add_argument("--head", dest="method.head", default=argparse.SUPPRESS, choices=["verbalizer", "linear"],
+    p.add_argument("--head", dest="method.head", default=argparse.SUPPRESS, metavar="{verbalizer,linear}",
                    help="head of the parameter-efficient methods")
     p.add_argument("--prompt-encoder", dest="method.prompt_encoder", default=argparse.SUPPRESS,
-                   choices=["lstm", "mlp", "none"], help="p-tuning's prompt encoder")
+                   metavar="{lstm,mlp,none}", help="p-tuning's prompt encoder")
     p.add_argument("--tune-backbone", dest="method.tune_backbone", action="store_true", default=argparse.SUPPRESS,
                    help="p-tuning: train the backbone too")
     p.add_argument("--option", action="append", default=[], metavar="NAME=VALUE",

@@ -37,13 +37,17 @@ def _dotted(texts: list[str], prefix: str = "", what: str = "override") -> dict[
 
 
 def typed_flags(args: argparse.Namespace) -> dict[str, Any]:
-    """The flags the user typed, as dotted paths (argparse keeps the rest out: default=SUPPRESS)."""
-    flags = {k: v for k, v in vars(args).items() if k == "method" or "." in k and not k.startswith(("sweep.",
-                                                                                                      "compare."))}
+    """The flags the user typed, as dotted paths (argparse keeps the rest out: default=SUPPRESS). Values are
+    read as YAML scalars, like overrides, so a number is a number in error messages too."""
+    from workbench.config import parse_scalar
+
+    flags = {k: (parse_scalar(v) if isinstance(v, str) else v) for k, v in vars(args).items()
+             if k == "method" or "." in k and not k.startswith(("sweep.", "compare."))}
     # `--method` first: a new method starts from its own defaults, then its options apply.
     ordered = {"method": flags.pop("method")} if "method" in flags else {}
     ordered.update(flags)
-    ordered.update({k: v for k, v in vars(args).items() if k in ("task", "model", "shots", "seed")})
+    ordered.update({k: (parse_scalar(v) if isinstance(v, str) else v) for k, v in vars(args).items()
+                    if k in ("task", "model", "shots", "seed")})
     ordered.update(_dotted(getattr(args, "option", []), "method.", "--option"))
     ordered.update(_dotted(getattr(args, "overrides", [])))
     return ordered

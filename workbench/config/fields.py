@@ -115,23 +115,26 @@ def _fits(value: Any, t: Any) -> bool:
 
 
 def coerce(value: Any, hint: Any) -> Any:
-    """Numbers that arrive as text become numbers: YAML 1.1 reads `1e-4` as a string, and command-line
-    values are text. Nothing else is converted."""
+    """Numbers that arrive as text become numbers (YAML 1.1 reads `1e-4` as a string; command-line values
+    are text), an int becomes a float where only floats are allowed, and a number becomes text where only
+    text is allowed (`--model 123`). Nothing else is converted."""
+    kinds = _alternatives(hint)
+    numeric = isinstance(value, (int, float)) and not isinstance(value, bool)
+    if numeric and str in kinds and int not in kinds and float not in kinds:
+        return str(value)
     if not isinstance(value, str):
-        if isinstance(value, int) and not isinstance(value, bool) and float in _alternatives(hint) \
-                and int not in _alternatives(hint):
+        if numeric and isinstance(value, int) and float in kinds and int not in kinds:
             return float(value)
         return value
-    if str in _alternatives(hint):
+    if str in kinds:
         return value
     for t in (int, float):
-        if t in _alternatives(hint):
+        if t in kinds:
             try:
-                number = t(value)
+                return t(value)
             except ValueError:
                 continue
-            return number
-    if bool in _alternatives(hint) and value.lower() in ("true", "false"):
+    if bool in kinds and value.lower() in ("true", "false"):
         return value.lower() == "true"
     return value
 
@@ -156,10 +159,10 @@ def expectation(f: dataclasses.Field, hint: Any) -> str:
 
 def check_value(f: dataclasses.Field, hint: Any, value: Any, path: str) -> Any:
     """The value (coerced if it was a number written as text), or a ConfigError in the one message shape."""
-    value = coerce(value, hint)
+    given, value = value, coerce(value, hint)
 
     def refuse() -> typing.NoReturn:
-        raise ConfigError(f"{path}: {value!r} is not allowed; expected {expectation(f, hint)}", field=path)
+        raise ConfigError(f"{path}: {given!r} is not allowed; expected {expectation(f, hint)}", field=path)
 
     if not any(_fits(value, t) for t in _alternatives(hint)):
         refuse()

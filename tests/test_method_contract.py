@@ -1,0 +1,119 @@
+"""Every registered method through the same contract (scikit-learn's "common tests"): each option is
+declared with help and checked when the options are built, each method builds and trains (or predicts)
+on a tiny masked LM and a tiny causal LM, and its default search space fits its config. The methods
+come from the registry: adding a method adds it here with no change to this file."""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import typing
+
+import pytest
+import torch
+
+from workbench.adaptation import all_methods, get_method
+from workbench.config import RunConfig, resolve_path
+from workbench.config.fields import MethodOptions, _alternatives, meta
+from workbench.config.space import candidate_values
+from workbench.errors import ConfigError
+from workbench.training import TrainerConfig, predict, train
+
+from conftest import build_method
+
+METHODS = sorted(all_methods())
+
+
+def invalid_values(f: dataclasses.Field, hint) -> list:
+    """Values the field's declaration refuses: outside its choices or range, or of the wrong type."""
+    kinds = _alternatives(hint)
+    bad = []
+    if meta(f, "choices") is not None:
+        bad.append("not-a-choice" if str in kinds else 10**6)
+    if meta(f, "min") is not None:
+        bad.append(meta(f, "min") - 1)
+    if meta(f, "above") is not None:
+        bad.append(meta(f, "above"))
+    if meta(f, "max") is not None:
+        bad.append(meta(f, "max") + 1)
+    if (int in kinds or float in kinds) and str not in kinds:
+        bad.append("abc")
+    if bool in kinds and str not in kinds:
+        bad.append("maybe")
+    return bad
+
+
+def constrained_options():
+    for name in METHODS:
+        options = get_method(name).options
+        hints = typing.get_type_hints(options)
+        for f in dataclasses.fields(options):
+            for value in invalid_values(f, hints[f.name]):
+                yield pytest.param(name, f.name, value, id=f"{name}-{f.name}-{value!r}")
+
+
+def test_registry_has_the_builtin_methods_and_refuses_duplicates():
+    from workbench.adaptation import Method, register_method
+    from workbench.errors import WorkbenchError
+
+    assert {"finetune", "prompt-finetune", "prompt-tuning", "p-tuning", "prefix-tuning", "p-tuning-v2", "lora",
+            "bitfit", "icl"} <= set(METHODS)
+    lora = get_method("lora")
+    with pytest.raises(WorkbenchError, match="a method named 'lora' is already registered"):
+        register_method(dataclasses.replace(lora))
+
+
+@pytest.mark.parametrize("name", METHODS)
+def test_every_option_is_declared_with_help_and_its_defaults_pass(name):
+    method = get_method(name)
+    assert issubclass(method.options, MethodOptions)
+    assert method.summary
+    for f in dataclasses.fields(method.options):
+        assert meta(f, "help"), f"{name}.{f.name} has no help text"
+    method.make_options()  # the defaults pass their own checks
+
+
+@pytest.mark.parametrize("name, option, value", list(constrained_options()))
+def test_invalid_option_value_is_one_line_error_naming_the_option(name, option, value):
+    with pytest.raises(ConfigError) as e:
+        RunConfig(method={"name": name, option: value})
+    message = str(e.value)
+    assert "\n" not in message
+    assert message.startswith(f"method.{option}: {value!r} is not allowed; expected ")
+    assert e.value.field == f"method.{option}"
+
+
+@pytest.mark.parametrize("name", METHODS)
+def test_default_search_space_fits_the_config(name):
+    method = get_method(name)
+    base = RunConfig(method=name)
+    for path, spec in method.space.params.items():
+        assert resolve_path(path, method.options) == path, f"{name}: {path} is not a config field"
+        if not method.trains:
+            assert not path.startswith("train."), f"{name} does not train but searches {path}"
+        for value in candidate_values(spec):
+            base.with_overrides({path: value})
+
+
+@pytest.mark.parametrize("name", METHODS)
+@pytest.mark.parametrize("fixture", ["tiny_mlm", "tiny_causal"])
+def test_builds_and_trains_three_steps(request, fixture, name):
+    bb = request.getfixturevalue(fixture)
+    method = get_method(name)
+    # bias-free Llama: BitFit trains the norm gains instead
+    options = {"include_norms": True} if name == "bitfit" else {}
+    _, model, data = build_method(bb, name, **options)
+    pad = bb.tokenizer.pad_token_id
+    if method.trains:
+        before = {n: p.detach().clone() for n, p in model.named_parameters() if p.requires_grad}
+        assert before, f"{name} left nothing trainable"
+        losses = []
+        cfg = TrainerConfig(max_steps=3, lr=1e-2, batch_size=4, eval_every=100, progress=False)
+        result = train(model, data, [], pad, cfg, on_log=lambda step, m: losses.append(m.get("train/loss")))
+        assert result.steps == 3
+        assert all(loss is not None and math.isfinite(loss) for loss in losses if loss is not None)
+        assert any(not torch.equal(p, before[n]) for n, p in model.named_parameters() if p.requires_grad)
+    else:
+        assert model.count_parameters()[0] == 0
+    scores = predict(model, data, pad)
+    assert scores.shape == (len(data), 2) and torch.isfinite(torch.from_numpy(scores)).all()
