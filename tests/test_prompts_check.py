@@ -1,7 +1,5 @@
 """`check_files`: every problem of every template and verbalizer file, one line each, no model."""
 
-import pytest
-
 from workbench.data import get_task
 from workbench.prompts import Problem, check_files, format_problems
 from workbench.prompts.check import file_kind

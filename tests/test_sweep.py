@@ -110,7 +110,7 @@ def test_space_params_and_errors(tmp_path):
     (["--method", "nope"], "unknown method 'nope'"),
     (["--task", "nope"], "unknown task 'nope'"),
     (["--param", "num_soft=2..8"], "'num_soft' is not a config field"),
-    (["--param", "dropout=lstm|mlp"], "method.dropout"),
+    (["--param", "dropout=lstm|mlp"], "method.dropout (--option dropout=...): 'lstm' is not allowed"),
     (["--option", "dropout=2"], "method.dropout (--option dropout=...): 2 is not allowed"),
     (["--storage", "postgresql://user:secret@127.0.0.1:1/optuna"], "cannot open Optuna storage "
                                                                     "'postgresql://user:***@127.0.0.1:1/optuna'"),

@@ -205,7 +205,8 @@ def test_apply_post(ops, text, out):
     ('{"placeholder": "text_a", "new_token": 1} {"mask"}', r"unknown key\(s\) \['new_token'\]"),
     ('{"placeholder": "text_a", "shortenable": False, "shortenable": True} {"mask"}', "appears twice"),
     ('{"placeholder": "text_a", "add_prefix_space": "  "} {"mask"}', "'add_prefix_space' must be"),
-    ('{"placeholder": "text_a"} {"mask"} and {"mask"}, {"mask"}', "has 3 masks; only single-mask templates are supported"),
+    ('{"placeholder": "text_a"} {"mask"} and {"mask"}, {"mask"}',
+     "has 3 masks; only single-mask templates are supported"),
 ])
 def test_refusals_are_one_line_naming_file_and_line(text, problem):
     with pytest.raises(ConfigError, match=problem) as err:
@@ -228,15 +229,18 @@ def test_add_prefix_space_replaces_written_spaces():
     t = parse_template('It was   {"mask": None, "add_prefix_space": ""}!')
     assert [s.value for s in t.segments if s.kind == "text"] == ["It was", "!"]
     t = parse_template('Review:{"placeholder": "text_a", "add_prefix_space": " "} {"mask"}')
-    assert [(s.kind, s.value) for s in t.segments][:3] == [("text", "Review:"), ("text", " "), ("placeholder", "text_a")]
+    kinds = [(s.kind, s.value) for s in t.segments]
+    assert kinds[:3] == [("text", "Review:"), ("text", " "), ("placeholder", "text_a")]
 
 
 def test_file_in_openprompt_spelling_loads(tmp_path):
     f = tmp_path / "mixed.txt"
-    f.write_text(' {"placeholder":"text_a", "shortenable":False, "post_processing": lambda x:x+"."} {"placeholder":"text_b"} {"mask"}\n'
+    f.write_text(' {"placeholder":"text_a", "shortenable":False, "post_processing": lambda x:x+"."} '
+                 '{"placeholder":"text_b"} {"mask"}\n'
                  '{"placeholder": "text_a"} {"special": "<sep>"} In short: {"mask"} .\n'
                  '\n'
-                 ' {"soft"} {"soft": "in short"} {"placeholder": "text_a", "post_processing": "lambda s: s[:-1]"} {"mask"}\n')
+                 ' {"soft"} {"soft": "in short"} '
+                 '{"placeholder": "text_a", "post_processing": "lambda s: s[:-1]"} {"mask"}\n')
     templates = load_templates(f)
     assert sorted(templates) == [0, 1, 3]
     assert templates[0].segments[1].post == ("append:.",)

@@ -146,5 +146,6 @@ def format_problems(problems: list[Problem]) -> str:
     if not problems:
         return "no problems found"
     files = {re.sub(r":\d+$", "", p.where) for p in problems}
-    s = "" if len(problems) == 1 else "s"
-    return "\n".join([*map(str, problems), f"{len(problems)} problem{s} in {len(files)} file{'' if len(files) == 1 else 's'}"])
+    summary = (f"{len(problems)} problem{'' if len(problems) == 1 else 's'} in {len(files)} "
+               f"file{'' if len(files) == 1 else 's'}")
+    return "\n".join([*map(str, problems), summary])

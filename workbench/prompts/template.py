@@ -382,7 +382,7 @@ def _kind(frag: dict, content: str, where: str) -> str:
     if unknown:
         raise ConfigError(f"{where}: unknown key(s) {sorted(unknown)} in {{{content.strip()}}}; known keys: "
                           f"{', '.join(sorted(_KNOWN_KEYS - {'soft_id'}))}")
-    if "soft_id" in frag or ("same" in frag and frag["same"]):
+    if "soft_id" in frag or frag.get("same"):
         raise ConfigError(f"{where}: shared soft tokens ('soft_id', 'same') are not supported; every {{\"soft\"}} "
                           f"is its own trainable token")
     kinds = [k for k in _KINDS if k in frag]
@@ -392,12 +392,13 @@ def _kind(frag: dict, content: str, where: str) -> str:
     if len(kinds) > 1:
         raise ConfigError(f"{where}: fragment {{{content.strip()}}} mixes {' and '.join(kinds)}; one per fragment")
     kind = kinds[0]
-    for key in frag:
+    for key, value in frag.items():
         if key == kind or key in _OPTIONS[kind]:
             continue
         if key == "post_processing":
-            if frag[key] == "mlp":
-                raise ConfigError(f"{where}: post_processing 'mlp' (an MLP over soft-token embeddings) is not supported")
+            if value == "mlp":
+                raise ConfigError(f"{where}: post_processing 'mlp' (an MLP over soft-token embeddings) is not "
+                                  f"supported")
             raise ConfigError(f"{where}: post_processing applies to placeholder and meta fields only, not {kind}")
         raise ConfigError(f"{where}: {key!r} does not apply to a {kind} fragment {{{content.strip()}}}")
     return kind
@@ -470,8 +471,8 @@ def parse_template(text: str, source: str = "<string>") -> Template:
         elif kind == "special":
             segments.append(Segment("special", _special(frag["special"], source)))
         else:  # text
-            if frag["text"] is None:
-                raise ConfigError(f"{source}: 'text' needs a string")
+            if isinstance(frag["text"], bool) or not isinstance(frag["text"], (str, int, float)):
+                raise ConfigError(f"{source}: 'text' needs a string, got {frag['text']!r}")
             segments.append(Segment("text", str(frag["text"]), bool(short is not None and _as_bool(short, source))))
     masks = sum(s.kind == "mask" for s in segments)
     if masks > 1:

@@ -182,7 +182,8 @@ def _read_json(path: Path, text: str) -> tuple[list[Verbalizer], list[ConfigErro
             value = group[name]
             ws = [value] if isinstance(value, str) else value
             if not isinstance(ws, list) or not all(isinstance(w, str) for w in ws):
-                errors.append(ConfigError(f"{where}: class {name!r} needs a label word or a list of them, got {value!r}"))
+                errors.append(ConfigError(f"{where}: class {name!r} needs a label word or a list of them, "
+                                          f"got {value!r}"))
                 ws = []
             elif not ws or any(not w.strip() for w in ws):
                 errors.append(ConfigError(f"{where}: class {name!r} has an empty label word or none"))

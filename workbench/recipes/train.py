@@ -154,7 +154,9 @@ def identity_params(cfg: RunConfig) -> dict[str, str]:
     """The params a run logs that decide its result, as MLflow stores them: how a finished run is found again."""
     from workbench.tracking import flatten_params
 
-    neutral = set(paths_with_role("neutral", type(cfg.method)))
+    # The save policy changes no number, but a run saved with `never` (a sweep trial) cannot stand in for one
+    # whose weights the user asked to keep.
+    neutral = set(paths_with_role("neutral", type(cfg.method))) - {"tracking.save"}
     return {k: v for k, v in flatten_params(resolved_tree(cfg)).items() if k not in neutral}
 
 
