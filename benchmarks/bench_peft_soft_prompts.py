@@ -28,7 +28,7 @@ def measure(variant: str, args) -> dict:
     from workbench.models import load_backbone
     from workbench.prompts import PromptEncoder, Verbalizer, collate, load_templates
     from workbench.prompts.verbalizer import label_word_ids
-    from workbench.recipes.train import default_template_file
+    from workbench.resources import template_file as default_template_file
     from workbench.data import few_shot_split, get_task
 
     torch.manual_seed(0)

@@ -105,41 +105,39 @@ def main() -> None:
 
     import optuna
 
-    from workbench.sweeps import SweepConfig
-    from workbench.sweeps import study as study_mod
+    import workbench as wb
+    from workbench.recipes import sweep as sweep_recipe
+    from workbench.sweeps import run_study
 
     work = Path(tempfile.mkdtemp(prefix="wb-bench-sweep-"))
-    overrides = {"max_steps": args.max_steps, "eval_every": args.eval_every, "eval_limit": args.eval_limit}
+    settings = {"train": {"max_steps": args.max_steps, "eval_every": args.eval_every}, "eval": {"limit": args.eval_limit},
+                "tracking": {"uri": f"sqlite:///{work / 'mlflow.db'}"}}
     model = args.model
     if args.tiny:
         model = tiny_model(work / "tiny")
-        overrides.update(template_id=1, verbalizer_file=str(Path(model) / "v.txt"))
+        settings["prompt"] = {"template_id": 1, "verbalizer": str(Path(model) / "v.txt")}
     instrument()
 
     per_trial: list[dict] = []
-    real_objective = study_mod._objective
+    cfg = wb.SweepConfig(run=wb.RunConfig(task="sst2", method=args.method, model=model, shots=args.shots, **settings),
+                         trials=args.trials, storage=f"sqlite:///{work / 'optuna.db'}", pruner="none",
+                         params=dict(p.split("=", 1) for p in args.param), trial_eval_limit=args.eval_limit)
+    plan = sweep_recipe.plan(cfg)
+    inner = sweep_recipe.objective(plan.base)
 
-    def objective_factory(*a, **kw):
-        inner = real_objective(*a, **kw)
+    def objective(params, trial):
+        before = dict(SPENT)
+        start = time.perf_counter()
+        try:
+            return inner(params, trial)
+        finally:
+            row = {k: SPENT[k] - before.get(k, 0.0) for k in ("mlflow", "optuna")}
+            row.update(number=trial.number, wall=time.perf_counter() - start)
+            per_trial.append(row)
 
-        def objective(trial):
-            before = dict(SPENT)
-            start = time.perf_counter()
-            try:
-                return inner(trial)
-            finally:
-                row = {k: SPENT[k] - before.get(k, 0.0) for k in ("mlflow", "optuna")}
-                row.update(number=trial.number, wall=time.perf_counter() - start)
-                per_trial.append(row)
-        return objective
-
-    study_mod._objective = objective_factory
-    cfg = SweepConfig(task="sst2", method=args.method, model=model, shots=args.shots, trials=args.trials,
-                      storage=f"sqlite:///{work / 'optuna.db'}", tracking_uri=f"sqlite:///{work / 'mlflow.db'}",
-                      run_overrides=overrides, pruner="none", params=args.param)
     # Optuna's ask/tell around the objective happen outside it: time the whole loop too.
     start = time.perf_counter()
-    result = study_mod.run_sweep(cfg, log=lambda s: print(s, flush=True))
+    result = run_study(plan.spec, objective, log=lambda s: print(s, flush=True))
     total = time.perf_counter() - start
 
     study = optuna.load_study(study_name=result.study_name, storage=cfg.storage)

@@ -17,7 +17,7 @@ import torch
 from workbench.models import load_backbone
 from workbench.prompts import PromptEncoder, Verbalizer, collate, load_templates
 from workbench.prompts.verbalizer import label_word_ids
-from workbench.recipes.train import default_template_file
+from workbench.resources import template_file as default_template_file
 from workbench.data import get_task
 from workbench.training import PromptClassifier, VerbalizerHead, predict
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 import argparse
 
 from workbench.models import load_backbone
-from workbench.recipes.train import RunConfig, run
+import workbench as wb
 
 
 def main() -> None:
@@ -24,16 +24,17 @@ def main() -> None:
         import torch
 
         torch.set_num_threads(args.threads)
-    common = {"task": "sst2", "shots": 16, "seed": 13, "eval_split": "dev", "eval_limit": args.eval_limit,
-              "progress": False, "experiment": "choose-model"}
+    common = {"task": "sst2", "shots": 16, "seed": 13, "eval": {"split": "dev", "limit": args.eval_limit},
+              "tracking": {"progress": False, "experiment": "choose-model"}}
     print("| model | zero-shot dev | zero-shot calibrated dev | 16-shot prompt-finetune dev | train step s |")
     print("|---|---|---|---|---|")
     for name in args.models.split(","):
         bb = load_backbone(name)
-        zs = run(RunConfig(method="icl", model=name, method_options={"demos_per_class": 0}, **common), backbone=bb)
-        cal = run(RunConfig(method="icl", model=name, method_options={"demos_per_class": 0, "calibrate": True},
-                            **common), backbone=bb)
-        ft = run(RunConfig(method="prompt-finetune", model=name, max_steps=args.max_steps, **common), backbone=bb)
+        zs = wb.train(wb.RunConfig(method={"name": "icl", "demos_per_class": 0}, model=name, **common), backbone=bb)
+        cal = wb.train(wb.RunConfig(method={"name": "icl", "demos_per_class": 0, "calibrate": True}, model=name,
+                                    **common), backbone=bb)
+        ft = wb.train(wb.RunConfig(method="prompt-finetune", model=name, train={"max_steps": args.max_steps},
+                                   **common), backbone=bb)
         step = ft.train_seconds / args.max_steps
         print(f"| {name} | {100 * zs.test_metrics['accuracy']:.1f} | {100 * cal.test_metrics['accuracy']:.1f} | "
               f"{100 * ft.test_metrics['accuracy']:.1f} | {step:.2f} |", flush=True)

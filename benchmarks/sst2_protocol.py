@@ -12,22 +12,23 @@ import argparse
 import statistics
 
 from workbench.models import load_backbone
-from workbench.recipes.train import DEFAULT_MODEL, RunConfig, run
+import workbench as wb
+from workbench.config import DEFAULT_MODEL
 
-VARIANTS = {
-    "finetune": {"method": "finetune"},
-    "prompt-finetune": {"method": "prompt-finetune"},
-    "icl-zero": {"method": "icl", "method_options": {"demos_per_class": 0}},
-    "icl-zero-cal": {"method": "icl", "method_options": {"demos_per_class": 0, "calibrate": True}},
-    "icl-demo": {"method": "icl", "method_options": {"demos_per_class": 1}},
-    "icl-demo-cal": {"method": "icl", "method_options": {"demos_per_class": 1, "calibrate": True}},
-    "prompt-tuning": {"method": "prompt-tuning"},
-    "p-tuning": {"method": "p-tuning"},
-    "prefix-tuning": {"method": "prefix-tuning"},
-    "p-tuning-v2": {"method": "p-tuning-v2"},
-    "lora": {"method": "lora"},
+VARIANTS = {  # name -> the run config's `method` (a method name, or a mapping with its options)
+    "finetune": "finetune",
+    "prompt-finetune": "prompt-finetune",
+    "icl-zero": {"name": "icl", "demos_per_class": 0},
+    "icl-zero-cal": {"name": "icl", "demos_per_class": 0, "calibrate": True},
+    "icl-demo": {"name": "icl", "demos_per_class": 1},
+    "icl-demo-cal": {"name": "icl", "demos_per_class": 1, "calibrate": True},
+    "prompt-tuning": "prompt-tuning",
+    "p-tuning": "p-tuning",
+    "prefix-tuning": "prefix-tuning",
+    "p-tuning-v2": "p-tuning-v2",
+    "lora": "lora",
     # SmolLM2 (Llama) has no bias terms: BitFit trains its RMSNorm gains instead.
-    "bitfit": {"method": "bitfit", "method_options": {"include_norms": True}},
+    "bitfit": {"name": "bitfit", "include_norms": True},
 }
 
 
@@ -51,10 +52,11 @@ def main() -> None:
         accs, secs, frac = [], [], 0.0
         for seed in seeds:
             backbone = load_backbone(args.model)  # fresh weights: full fine-tuning changes them
-            extra = {"max_steps": args.max_steps} if args.max_steps else {}
-            cfg = RunConfig(task=args.task, model=args.model, shots=args.shots, seed=seed, progress=False,
-                            **VARIANTS[name], **extra)
-            r = run(cfg, backbone=backbone)
+            cfg = wb.RunConfig(task=args.task, model=args.model, shots=args.shots, seed=seed, method=VARIANTS[name],
+                               tracking={"progress": False})
+            if args.max_steps:
+                cfg = cfg.with_overrides({"train.max_steps": args.max_steps})
+            r = wb.train(cfg, backbone=backbone)
             accs.append(r.test_metrics["accuracy"])
             secs.append(r.train_seconds)
             frac = r.trainable_fraction

@@ -146,3 +146,16 @@ def test_public_api_names_have_docstrings():
         assert obj.__doc__, name
     assert "lora" in wb.methods() and "sst2" in wb.tasks()
     assert wb.load_task("sst2") is wb.tasks()["sst2"]
+
+
+def test_example_files_in_experiments_load():
+    from pathlib import Path
+
+    from workbench.recipes.sweep import SweepConfig, search_space
+
+    root = Path(__file__).resolve().parents[1] / "experiments"
+    cfg = RunConfig.from_dict(yaml.safe_load((root / "lora-sst2.yaml").read_text()), "lora-sst2.yaml")
+    assert cfg.method_name == "lora" and cfg.train.lr == 5e-4
+    sweep = SweepConfig(run=RunConfig(method="p-tuning"), space=str(root / "p-tuning-space.yaml"))
+    space = search_space(sweep, wb.get_method("p-tuning"))
+    assert set(space.params) == {"train.lr", "method.prompt_encoder", "method.num_soft", "train.warmup_ratio"}

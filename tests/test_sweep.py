@@ -102,6 +102,45 @@ def test_space_params_and_errors(tmp_path):
         search_space(SweepConfig(run=RunConfig(method="finetune"), params={"lr": "1e-3..1e-5"}), finetune)
 
 
+# --- the study machinery on its own: any objective, no training -------------------------------------------------
+
+
+def test_run_study_takes_any_objective_and_never_imports_the_recipes(tmp_path):
+    import subprocess
+    import sys
+
+    from workbench.sweeps import StudySpec, TrialOutcome, best_known, run_study
+    from workbench.tracking import RunTracker, resolve_tracking_uri
+
+    code = "import sys, workbench.sweeps; assert not [m for m in sys.modules if m.startswith('workbench.recipes')]"
+    subprocess.run([sys.executable, "-c", code], check=True)
+
+    uri = resolve_tracking_uri(None)
+    seen = []
+
+    def objective(params, trial):
+        seen.append((trial.number, params))
+        with RunTracker("toy", f"t{trial.number}", uri, nested=True) as run:
+            trial.started(run.run_id)
+            trial.report(1, 0.5)
+        return TrialOutcome(1.0 - abs(params["train.lr"] - 0.01), run.run_id, {"test_accuracy": 0.5})
+
+    storage = f"sqlite:///{tmp_path / 'optuna.db'}"
+    spec = StudySpec(name="toy", space=SearchSpace({"train.lr": Float(1e-3, 1e-1, log=True)}),
+                     protocol={"task": "toy"}, fixed={"train.max_steps": 7}, experiment="toy", tracking_uri=uri,
+                     storage=storage, trials=3, pruner="none")
+    result = run_study(spec, objective, log=lambda s: None)
+    assert [n for n, _ in seen] == [0, 1, 2] and (result.n_complete, result.n_failed) == (3, 0)
+    best_number, best_params = max(seen, key=lambda x: 1.0 - abs(x[1]["train.lr"] - 0.01))
+    assert result.best_params == best_params
+    assert trial_runs(result.parent_run_id)[0].data.tags["optuna.study"] == "toy"
+    config, source = best_known("toy", storage)
+    assert config == {"train.max_steps": 7, **best_params} and source == f"toy trial {best_number}"
+    assert best_known("no-such-study", storage) == ({}, None)
+    again = run_study(StudySpec(**{**spec.__dict__, "resume": True}), objective, log=lambda s: None)
+    assert len(seen) == 3 and again.n_complete == 3  # the study already holds its trials: none is added
+
+
 # --- bad input: one line, exit 2, nothing started ---------------------------------------------------------------
 
 

@@ -26,7 +26,7 @@ pytestmark = requires_data("sst2")
 
 def sweep_cmd(tiny_mlm_dir, storage: str, trials: int, max_steps: int, *extra: str) -> list[str]:
     folder, verbalizer = tiny_mlm_dir
-    return [sys.executable, "-m", "workbench.sweeps.cli", "sweep", "--method", "prompt-finetune",
+    return [sys.executable, "-m", "workbench", "sweep", "--method", "prompt-finetune",
             "--model", str(folder), "--shots", "4", "--template-id", "1", "--verbalizer-file", str(verbalizer),
             "--max-steps", str(max_steps), "--eval-every", "2", "--eval-limit", "16", "--trials", str(trials),
             "--storage", storage, "--study-name", "s", "--pruner", "none", "--no-final", "--no-progress", *extra]

@@ -31,8 +31,12 @@ with `ast` and matched to these operations, including chains such as `lambda x: 
 Any other lambda is refused: a template file is data, and running code from it would let a downloaded
 prompt file execute anything.
 
-Templates with several masks (PTR-style relation templates, LM-BFF's template-search files) are
-refused: every method here reads one label word at one position.
+Also refused, each in one line: templates with several masks (PTR-style relation templates, LM-BFF's
+template-search files: every method here reads one label word at one position); shared soft tokens
+("soft_id", "same": true) and "post_processing": "mlp", which need machinery the soft-prompt methods do
+not have; `"sep".join(x)` (fields here are single strings, not lists of turns); a key that does not
+apply to its fragment kind (e.g. "shortenable" on a mask), rather than ignoring it silently. A special
+token the model's tokenizer lacks (<sep> on GPT-2) is reported when the PromptEncoder is built.
 """
 
 from __future__ import annotations
@@ -215,7 +219,7 @@ def _parse_fragment(body: str, where: str) -> dict:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # invalid escape sequences warn on stderr
             node = ast.parse(src, mode="eval").body
-    except (SyntaxError, ValueError, RecursionError, MemoryError):
+    except (SyntaxError, ValueError, MemoryError):
         raise ConfigError(f"{where}: cannot parse fragment {{{body}}}: expected {{\"key\": value, ...}}") from None
     if isinstance(node, ast.Set):
         keys = [_literal(e, "key", src, where) for e in node.elts]
@@ -423,6 +427,13 @@ def _prefix_space(value, where: str) -> bool:
 
 
 def parse_template(text: str, source: str = "<string>") -> Template:
+    try:
+        return _parse_template(text, source)
+    except RecursionError:  # json, ast and the lambda matcher recurse on nesting; a real template needs little
+        raise ConfigError(f"{source}: a fragment is nested too deeply to be a template") from None
+
+
+def _parse_template(text: str, source: str) -> Template:
     segments: list[Segment] = []
     last_raw = False  # the last segment is literal text written between fragments (not {"text": ...})
     for is_fragment, content in _split_fragments(text, source):

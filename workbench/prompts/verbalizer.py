@@ -161,6 +161,8 @@ def _read_json(path: Path, text: str) -> tuple[list[Verbalizer], list[ConfigErro
                 data = None
         if data is None:
             return [], [ConfigError(f"{path}:{e.lineno}: invalid JSON ({e.msg}, column {e.colno})")]
+    except RecursionError:
+        return [], [ConfigError(f"{path}: JSON nested too deeply to be a verbalizer")]
     if dupes:
         return [], [ConfigError(f"{path}: class {dupes[0]!r} is given twice")]
     if isinstance(data, dict):
