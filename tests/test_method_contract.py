@@ -14,7 +14,7 @@ import torch
 
 from workbench.adaptation import all_methods, get_method
 from workbench.config import RunConfig, resolve_path
-from workbench.config.fields import MethodOptions, _alternatives, meta
+from workbench.config.fields import MethodOptions, alternatives, meta
 from workbench.config.space import candidate_values
 from workbench.errors import ConfigError
 from workbench.training import TrainerConfig, predict, train
@@ -26,7 +26,7 @@ METHODS = sorted(all_methods())
 
 def invalid_values(f: dataclasses.Field, hint) -> list:
     """Values the field's declaration refuses: outside its choices or range, or of the wrong type."""
-    kinds = _alternatives(hint)
+    kinds = alternatives(hint)
     bad = []
     if meta(f, "choices") is not None:
         bad.append("not-a-choice" if str in kinds else 10**6)
@@ -53,7 +53,7 @@ def constrained_options():
 
 
 def test_registry_has_the_builtin_methods_and_refuses_duplicates():
-    from workbench.adaptation import Method, register_method
+    from workbench.adaptation import register_method
     from workbench.errors import WorkbenchError
 
     assert {"finetune", "prompt-finetune", "prompt-tuning", "p-tuning", "prefix-tuning", "p-tuning-v2", "lora",

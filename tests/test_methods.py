@@ -7,7 +7,7 @@ import torch
 from workbench.adaptation import get_method
 from workbench.errors import ConfigError
 from workbench.prompts import collate
-from workbench.training import TrainerConfig, predict, train
+from workbench.training import TrainerConfig, train
 
 from conftest import build_method as _setup
 

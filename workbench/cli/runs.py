@@ -40,6 +40,7 @@ def typed_flags(args: argparse.Namespace) -> dict[str, Any]:
     """The flags the user typed, as dotted paths (argparse keeps the rest out: default=SUPPRESS). Values are
     read as YAML scalars, like overrides, so a number is a number in error messages too."""
     from workbench.config import parse_scalar
+    from workbench.config.run import top_level_fields
 
     flags = {k: (parse_scalar(v) if isinstance(v, str) else v) for k, v in vars(args).items()
              if k == "method" or "." in k and not k.startswith(("sweep.", "compare."))}
@@ -47,7 +48,7 @@ def typed_flags(args: argparse.Namespace) -> dict[str, Any]:
     ordered = {"method": flags.pop("method")} if "method" in flags else {}
     ordered.update(flags)
     ordered.update({k: (parse_scalar(v) if isinstance(v, str) else v) for k, v in vars(args).items()
-                    if k in ("task", "model", "shots", "seed")})
+                    if k in top_level_fields()})
     ordered.update(_dotted(getattr(args, "option", []), "method.", "--option"))
     ordered.update(_dotted(getattr(args, "overrides", [])))
     return ordered
@@ -123,10 +124,12 @@ def cmd_sweep(args: argparse.Namespace) -> None:
 
 
 def cmd_compare(args: argparse.Namespace) -> None:
+    from workbench.config.run import top_level_fields
     from workbench.recipes.compare import CompareConfig, compare
 
-    overrides = {k: v for k, v in typed_flags(args).items() if k not in ("task", "model", "shots", "seed")}
-    fields = {k: v for k, v in vars(args).items() if k in ("task", "model", "shots")}
+    # task, model and shots are the comparison's own fields; every other typed flag is shared by all its runs
+    overrides = {k: v for k, v in typed_flags(args).items() if k not in top_level_fields()}
+    fields = {k: v for k, v in vars(args).items() if k in top_level_fields()}
     if "compare.methods" in vars(args):
         fields["methods"] = [m.strip() for m in args.__dict__["compare.methods"].split(",") if m.strip()]
     if "compare.seeds" in vars(args):

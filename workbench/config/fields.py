@@ -70,7 +70,7 @@ def _hints(cls: type) -> dict[str, Any]:
     return typing.get_type_hints(cls)
 
 
-def _alternatives(hint: Any) -> tuple:
+def alternatives(hint: Any) -> tuple:
     if isinstance(hint, types.UnionType) or typing.get_origin(hint) is typing.Union:
         return typing.get_args(hint)
     return (hint,)
@@ -82,7 +82,7 @@ _NAMES = {int: "an integer", float: "a number", bool: "true or false", str: "a s
 
 def describe_type(hint: Any) -> str:
     parts = []
-    for t in _alternatives(hint):
+    for t in alternatives(hint):
         origin = typing.get_origin(t)
         if origin in (list, tuple):
             inner = typing.get_args(t)
@@ -118,7 +118,7 @@ def coerce(value: Any, hint: Any) -> Any:
     """Numbers that arrive as text become numbers (YAML 1.1 reads `1e-4` as a string; command-line values
     are text), an int becomes a float where only floats are allowed, and a number becomes text where only
     text is allowed (`--model 123`). Nothing else is converted."""
-    kinds = _alternatives(hint)
+    kinds = alternatives(hint)
     numeric = isinstance(value, (int, float)) and not isinstance(value, bool)
     if numeric and str in kinds and int not in kinds and float not in kinds:
         return str(value)
@@ -143,7 +143,7 @@ def expectation(f: dataclasses.Field, hint: Any) -> str:
     """What the field accepts, in words: the second half of every validation message."""
     if meta(f, "choices") is not None:
         allowed = ", ".join(repr(c) for c in meta(f, "choices"))
-        return f"one of {allowed}" + (" or null" if type(None) in _alternatives(hint) else "")
+        return f"one of {allowed}" + (" or null" if type(None) in alternatives(hint) else "")
     text = describe_type(hint)
     lo, hi, above = meta(f, "min"), meta(f, "max"), meta(f, "above")
     if lo is not None and hi is not None:
@@ -164,7 +164,7 @@ def check_value(f: dataclasses.Field, hint: Any, value: Any, path: str) -> Any:
     def refuse() -> typing.NoReturn:
         raise ConfigError(f"{path}: {given!r} is not allowed; expected {expectation(f, hint)}", field=path)
 
-    if not any(_fits(value, t) for t in _alternatives(hint)):
+    if not any(_fits(value, t) for t in alternatives(hint)):
         refuse()
     if value is None:
         return value

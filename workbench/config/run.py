@@ -259,6 +259,11 @@ def apply_overrides(raw: dict, overrides: dict[str, Any], source: str | None) ->
 
 # ---- roles and paths ------------------------------------------------------------------------------------
 
+def top_level_fields() -> list[str]:
+    """The declared fields at the top of the tree (task, model, shots, seed): not in a section."""
+    return [f.name for f in declared_fields(RunConfig)]
+
+
 def section_fields(method_cls: type | None) -> list[tuple[str, dataclasses.Field]]:
     """(dotted path, field) for every declared field of the tree, method options included when given."""
     out = [(f.name, f) for f in declared_fields(RunConfig)]

@@ -234,8 +234,6 @@ class LabelWordIds:
     class_matrix: torch.Tensor  # [C, T]
     multi_token: str | None
 
-    def describe(self) -> str:
-        return f"{len(self.token_ids)} label tokens, multi_token={self.multi_token or 'none needed'}"
 
 
 def label_word_ids(verbalizer: Verbalizer, tokenizer, multi_token: str | None = None) -> LabelWordIds:

@@ -15,7 +15,7 @@ from typing import Any, ClassVar
 
 from workbench.adaptation import Method, get_method, method_for_options
 from workbench.config import RunConfig, SearchSpace, Section, identity, option, paths_with_role, resolve_path
-from workbench.config.run import flat
+from workbench.config.run import flat, top_level_fields
 from workbench.config.space import candidate_values, parse_param
 from workbench.errors import ConfigError
 from workbench.recipes.compare import PROTOCOL_SEEDS, CompareConfig, CompareResult, compare, paired_difference
@@ -141,7 +141,7 @@ def shared_settings(run: RunConfig) -> dict[str, Any]:
     final comparison gets them."""
     default = flat(RunConfig(task=run.task, model=run.model, shots=run.shots).to_dict())
     own = flat(run.to_dict())
-    return {k: v for k, v in own.items() if not k.startswith("method") and k not in ("task", "model", "shots", "seed")
+    return {k: v for k, v in own.items() if not k.startswith("method") and k not in top_level_fields()
             and v != default.get(k)}
 
 
