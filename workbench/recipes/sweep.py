@@ -74,7 +74,7 @@ def search_space(cfg: SweepConfig, method: Method) -> SearchSpace:
     elif isinstance(cfg.space, str):
         space = SearchSpace.from_yaml(cfg.space)
     else:
-        space = method.space
+        space = SearchSpace(method.space.params, f"the default space of {method.name!r}")
     changes = {}
     for name, spec in cfg.params.items():
         changes[name] = parse_param(f"{name}={spec}")[1] if isinstance(spec, str) else spec
