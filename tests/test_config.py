@@ -159,3 +159,14 @@ def test_example_files_in_experiments_load():
     sweep = SweepConfig(run=RunConfig(method="p-tuning"), space=str(root / "p-tuning-space.yaml"))
     space = search_space(sweep, wb.get_method("p-tuning"))
     assert set(space.params) == {"train.lr", "method.prompt_encoder", "method.num_soft", "train.warmup_ratio"}
+
+
+def test_same_method_flag_keeps_the_file_options(tmp_path):
+    from workbench.cli import build_parser
+    from workbench.cli.runs import run_config
+
+    path = tmp_path / "c.yaml"
+    path.write_text("method: {name: lora, r: 4}\n")
+    assert run_config(build_parser().parse_args(["train", "--config", str(path), "--method", "lora"])).method.r == 4
+    other = run_config(build_parser().parse_args(["train", "--config", str(path), "--method", "bitfit"]))
+    assert other.method_name == "bitfit"

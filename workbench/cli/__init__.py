@@ -45,4 +45,7 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:  # `workbench methods | head`: the reader left; nothing to report
+        sys.stderr.close()
+        return 0
     return 0

@@ -241,8 +241,12 @@ def apply_overrides(raw: dict, overrides: dict[str, Any], source: str | None) ->
     for path, value in overrides.items():
         head, _, rest = path.partition(".")
         if not rest:
-            if head == "method" and isinstance(raw.get("method"), dict) and isinstance(value, str):
+            current = raw.get("method")
+            same = isinstance(current, dict) and current.get("name") == value or current == value
+            if head == "method" and isinstance(value, str) and not same:
                 raw["method"] = value  # a new method: its own defaults, not the old method's options
+            elif head == "method" and same:
+                pass  # the same method again (`--method lora` over a lora config file) keeps its options
             else:
                 raw[head] = value
             continue

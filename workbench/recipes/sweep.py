@@ -97,7 +97,8 @@ def plan(cfg: SweepConfig) -> Plan:
     if cfg.baseline is not None:
         get_method(cfg.baseline)
     space = search_space(cfg, method)
-    trial_limit = run.eval.limit if run.eval.limit is not None else cfg.trial_eval_limit
+    # Trials evaluate at most trial_eval_limit rows, and never more than the final runs will.
+    trial_limit = min((n for n in (run.eval.limit, cfg.trial_eval_limit) if n is not None), default=None)
     # A trial's weights are not worth an artifact; the final runs keep theirs.
     base = run.with_overrides({**space.fixed(), "eval.limit": trial_limit, "tracking.save": "never",
                                "tracking.progress": False}, "sweep")
