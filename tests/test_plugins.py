@@ -91,7 +91,7 @@ def test_entry_point_plugin_sweeps_compares_and_predicts(tmp_path, tiny_mlm_dir)
         assert result.study.n_complete == 2, result.study
         row = result.comparison.rows[0]
         assert row.method == "linear-probe" and len(row.test) == 1
-        (tsv := {str(tmp_path / 'in.tsv')!r})
+        tsv = {str(tmp_path / 'in.tsv')!r}
         open(tsv, "w").write("sentence\\na great movie\\na dull film\\n")
         rows = predict_run(row.run_ids[0], tsv)
         assert len(rows) == 2 and rows[0]["prediction"] in ("negative", "positive")

@@ -10,9 +10,8 @@ from __future__ import annotations
 import argparse
 import dataclasses
 
-from workbench.config import EvalConfig, PromptConfig, RunConfig, TrackingConfig, TrainConfig
-
-_SECTION = {"prompt": PromptConfig, "train": TrainConfig, "eval": EvalConfig, "tracking": TrackingConfig}
+from workbench.config import RunConfig
+from workbench.config.run import SECTIONS
 
 # flag -> dotted path of the run config field it sets
 RUN_FLAGS = {
@@ -40,7 +39,7 @@ _ALL = {**RUN_FLAGS, **METHOD_FLAGS, **SWEEP_FLAGS, "--method": "method", "--no-
 
 def field_of(path: str) -> dataclasses.Field:
     section, _, name = path.rpartition(".")
-    cls = _SECTION[section] if section else RunConfig
+    cls = SECTIONS[section] if section else RunConfig
     return next(f for f in dataclasses.fields(cls) if f.name == name)
 
 

@@ -98,10 +98,6 @@ def _ints(text: str, flag: str) -> list[int]:
         raise ConfigError(f"{flag} {text!r}: expected comma-separated integers, e.g. 13,21,42") from None
 
 
-def _sweep_arg(args: argparse.Namespace, path: str, default: Any = None) -> Any:
-    return getattr(args, path, default)
-
-
 def cmd_sweep(args: argparse.Namespace) -> None:
     from workbench.config import parse_param, paths_with_role
     from workbench.recipes.sweep import SweepConfig, sweep

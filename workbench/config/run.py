@@ -242,13 +242,10 @@ def apply_overrides(raw: dict, overrides: dict[str, Any], source: str | None) ->
         head, _, rest = path.partition(".")
         if not rest:
             current = raw.get("method")
-            same = isinstance(current, dict) and current.get("name") == value or current == value
-            if head == "method" and isinstance(value, str) and not same:
-                raw["method"] = value  # a new method: its own defaults, not the old method's options
-            elif head == "method" and same:
-                pass  # the same method again (`--method lora` over a lora config file) keeps its options
-            else:
-                raw[head] = value
+            current_name = current.get("name") if isinstance(current, dict) else current
+            if head == "method" and value == current_name:
+                continue  # the same method again (`--method lora` over a lora config file) keeps its options
+            raw[head] = value  # a new method starts from its own defaults, not the old method's options
             continue
         if head == "method":
             current = raw.get("method", DEFAULT_METHOD)

@@ -188,7 +188,8 @@ def _number(v: Any) -> int | float | None:
         return None
     if isinstance(v, (int, float)):
         return v
-    return parse_scalar(v) if isinstance(parse_scalar(v), (int, float)) else None
+    number = parse_scalar(v)
+    return number if isinstance(number, (int, float)) and not isinstance(number, bool) else None
 
 
 def parse_scalar(text: str) -> Any:

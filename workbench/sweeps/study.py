@@ -66,11 +66,6 @@ class StudyResult:
     best_params: dict  # dotted path -> value: the best trial's searched values
     best_run_id: str | None
 
-    @property
-    def best_config(self) -> dict:
-        """Dotted overrides that rebuild the best trial's config on top of the study's base settings."""
-        return dict(self.best_params)
-
 
 class TrialHandle:
     """What the objective sees of its trial: its number, the pruner, and the run it trains in."""
