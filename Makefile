@@ -16,12 +16,13 @@ $(VENV)/.installed: pyproject.toml
 
 install: $(VENV)/.installed
 
-# The main job at a small budget: a P-tuning sweep on SST-2 (16 shots per class), then its best config
-# against full fine-tuning on three seeds. --resume lets a second `make demo` continue the same study.
+# The main job at a small budget: a 3-trial P-tuning sweep on SST-2 (16 shots per class), a 3-trial sweep of
+# full fine-tuning at the same budget (equal effort), then both best configs on three seeds with the paired
+# difference and its 95% interval. --resume lets a second `make demo` continue (and reuse) the same studies.
+DEMO_BUDGET := --trials 3 --max-steps 12 --eval-every 4 --trial-eval-limit 100 --final-seeds 13,21,42 --eval-limit 200
 demo: install
 	$(VENV)/bin/workbench models pull smollm2-135m
-	$(VENV)/bin/workbench sweep --method p-tuning --task sst2 --trials 4 --max-steps 20 --eval-every 5 \
-		--trial-eval-limit 100 --final-seeds 13,21,42 --eval-limit 300 --resume
+	$(VENV)/bin/workbench sweep --method p-tuning --task sst2 $(DEMO_BUDGET) --resume
 
 test: install
 	$(PY) -m pytest -q -ra

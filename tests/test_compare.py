@@ -13,7 +13,7 @@ import pytest
 from workbench.cli import main
 from workbench.config import RunConfig
 from workbench.errors import ConfigError, WorkbenchError
-from workbench.recipes.compare import CompareConfig, MethodRow, compare, paired_difference
+from workbench.recipes.compare import CompareConfig, MethodRow, compare, paired_difference, tuning_note
 from workbench.recipes.dashboard import dashboard_command
 from workbench.recipes.sweep import SweepConfig, sweep
 
@@ -55,8 +55,15 @@ def test_compare_logs_one_parent_with_a_run_per_method_and_seed(tmp_path, tiny_m
     # the same splits: a finetune and an icl run of one seed carry one split fingerprint
     fps = {(r.data.tags["seed"], r.data.tags["split_fingerprint"]) for r in runs}
     assert len(fps) == 2
-    mean, sd, n = paired_difference(result.rows[0], result.rows[1])
-    assert n == 2 and mean == pytest.approx(result.rows[0].mean - result.rows[1].mean)
+    icl_vs_finetune = paired_difference(result.rows[1], result.rows[0])
+    assert icl_vs_finetune.n == 2 and icl_vs_finetune.mean == pytest.approx(result.rows[1].mean - result.rows[0].mean)
+    # finetune is the baseline: the other method carries the difference, its interval and the verdict
+    assert result.baseline == "finetune" and result.rows[0].difference is None
+    assert result.rows[1].difference == icl_vs_finetune
+    assert f"| {icl_vs_finetune.cell()} |" in result.table() and "vs finetune: points [95% paired t" in result.table()
+    assert parent.data.metrics["icl/diff_vs_finetune_mean"] == pytest.approx(icl_vs_finetune.mean)
+    assert parent.data.metrics["icl/diff_ci_low"] == pytest.approx(icl_vs_finetune.low)
+    assert parent.data.tags["equal_tuning"] == "true"  # both from defaults: 0 trials each
 
     again = compare(compare_cfg(tmp_path, tiny_mlm_dir), log=lambda s: None)  # every run matches one in the store
     reused = nested(again.parent_run_id)
@@ -109,22 +116,36 @@ def test_compare_bad_input_before_any_run(tmp_path, tiny_mlm_dir, capsys):
     assert mlflow.search_runs(search_all_experiments=True).empty
     with pytest.raises(ConfigError, match="compare.methods: no methods given"):
         CompareConfig(methods=[])
-    with pytest.raises(ConfigError, match="compare.configs: a config is given for 'lora'"):
+    with pytest.raises(ConfigError, match="compare.configs: 'lora' is not among the methods"):
         compare(CompareConfig(methods=["finetune"], configs={"lora": {"method.r": 4}}), log=lambda s: None)
 
 
-def _row(method: str, seeds: list[int], test: list[float]) -> MethodRow:
-    return MethodRow(method, "defaults", {}, seeds, test, test, 0.0, [1.0] * len(seeds), ["r"] * len(seeds))
+def _row(method: str, seeds: list[int], test: list[float], trials: int = 0) -> MethodRow:
+    return MethodRow(method, "defaults", {}, trials, seeds, test, test, 0.0, [1.0] * len(seeds), ["r"] * len(seeds))
 
 
 def test_paired_difference_pairs_by_seed():
     a = _row("a", [13, 21, 42], [0.8, 0.7, 0.9])
     b = _row("b", [42, 13, 21], [0.6, 0.7, 0.7])  # another order: pairs are matched by seed
-    mean, sd, n = paired_difference(a, b)
-    assert n == 3 and mean == pytest.approx(0.4 / 3) and sd == pytest.approx(0.1527525, rel=1e-5)
-    assert paired_difference(a, _row("c", [21, 100], [0.5, 0.1])) == (pytest.approx(0.2), 0.0, 1)
+    d = paired_difference(a, b)
+    assert d.n == 3 and d.mean == pytest.approx(0.4 / 3) and d.sd == pytest.approx(0.1527525, rel=1e-5)
+    # t(0.975, 2) = 4.303: the half-width is 4.303 * sd / sqrt(3)
+    assert d.high - d.mean == pytest.approx(4.302653 * 0.1527525 / 3 ** 0.5, rel=1e-5)
+    assert d.low < 0 < d.high and d.verdict == "no difference shown"  # three seeds cannot show +13 points here
+    one = paired_difference(a, _row("c", [21, 100], [0.5, 0.1]))
+    assert (one.mean, one.n, one.low) == (pytest.approx(0.2), 1, None) and one.verdict == "one seed: no interval"
     with pytest.raises(WorkbenchError, match="a and d share no seed"):
         paired_difference(a, _row("d", [1], [0.5]))
+
+
+def test_a_clear_difference_is_called_one_and_unequal_tuning_is_named():
+    a = _row("a", [13, 21, 42, 87, 100], [0.80, 0.82, 0.79, 0.85, 0.81], trials=20)
+    b = _row("b", [13, 21, 42, 87, 100], [0.60, 0.61, 0.58, 0.66, 0.62])
+    d = paired_difference(a, b)
+    assert d.low > 0 and d.verdict == "higher" and "95% paired t interval" in d.describe()
+    note = tuning_note([a, b])
+    assert note and "a 20, b 0" in note
+    assert tuning_note([a, _row("c", [13], [0.5], trials=20)]) is None
 
 
 def test_dashboard_command_and_errors(tmp_path):

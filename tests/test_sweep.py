@@ -134,9 +134,10 @@ def test_run_study_takes_any_objective_and_never_imports_the_recipes(tmp_path):
     best_number, best_params = max(seen, key=lambda x: 1.0 - abs(x[1]["train.lr"] - 0.01))
     assert result.best_params == best_params
     assert trial_runs(result.parent_run_id)[0].data.tags["optuna.study"] == "toy"
-    config, source = best_known("toy", storage)
-    assert config == {"train.max_steps": 7, **best_params} and source == f"toy trial {best_number}"
-    assert best_known("no-such-study", storage) == ({}, None)
+    known = best_known("toy", storage)
+    assert known.overrides == {"train.max_steps": 7, **best_params} and known.source == f"toy trial {best_number}"
+    assert known.trials == 3
+    assert best_known("no-such-study", storage) is None
     again = run_study(StudySpec(**{**spec.__dict__, "resume": True}), objective, log=lambda s: None)
     assert len(seen) == 3 and again.n_complete == 3  # the study already holds its trials: none is added
 
@@ -285,5 +286,8 @@ def test_sweep_then_final_comparison_with_the_baseline(tmp_path, tiny_mlm_dir):
     for run_id in first.run_ids:  # the final runs train with the best trial's values
         assert float(mlflow.get_run(run_id).data.params["train.lr"]) == pytest.approx(
             result.study.best_params["train.lr"])
-    mean, sd, n = result.difference
-    assert n == 2 and mean == pytest.approx(comparison.rows[0].mean - comparison.rows[1].mean)
+    # equal effort: the baseline got a study of its own with as many trials, and the table says so
+    assert first.trials == 1 and comparison.rows[1].trials == 1
+    assert comparison.rows[1].source.startswith("sweep ") and not comparison.notes
+    diff = result.difference
+    assert diff.n == 2 and diff.mean == pytest.approx(comparison.rows[0].mean - comparison.rows[1].mean)

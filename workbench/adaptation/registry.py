@@ -59,7 +59,8 @@ class Method:
     summary: str
     options: type[MethodOptions]
     build: Callable[[BuildContext, Any], PromptClassifier]
-    default_lr: float = 1e-5
+    default_lr: float = 1e-5  # train.lr when the run leaves it null
+    default_batch_size: int = 8  # train.batch_size when the run leaves it null
     space: SearchSpace = field(default_factory=SearchSpace)  # the default search space of `workbench sweep`
     uses_verbalizer: bool = True  # reads the label words at the template's mask (False: plain input, linear head)
     trains: bool = True  # False: evaluated as built (in-context learning)

@@ -7,7 +7,7 @@ import json
 
 import yaml
 
-from workbench.errors import WorkbenchError
+from workbench.errors import ConfigError, WorkbenchError
 
 
 def cmd_models(args: argparse.Namespace) -> None:
@@ -43,6 +43,8 @@ def cmd_tasks(args: argparse.Namespace) -> None:
         for split in t.files:
             try:
                 counts[split] = len(t.load_split(split))
+            except ConfigError:  # a malformed file is refused; only data that is not there is "unavailable"
+                raise
             except WorkbenchError as e:
                 counts[split] = f"unavailable ({e})"
         print(json.dumps({"name": t.name, "text_fields": t.text_fields, "label_names": t.label_names,

@@ -3,18 +3,23 @@
 from __future__ import annotations
 
 import argparse
-import sys
 
 
 def cmd_check(args: argparse.Namespace) -> None:
+    """Every problem on stdout, one line each; then the verdict on stderr in one line (`error: ...`, exit code 2),
+    as every command refuses bad input."""
     from workbench.data import get_task
+    from workbench.errors import WorkbenchError
     from workbench.prompts.check import check_files, format_problems
 
     task = get_task(args.task) if args.task else None
     problems = check_files(args.files, task=task)
     if problems:
-        print(format_problems(problems))
-        sys.exit(2)
+        *lines, summary = format_problems(problems).splitlines()
+        print("\n".join(lines), flush=True)
+        if len(problems) == 1:
+            raise WorkbenchError(str(problems[0]))
+        raise WorkbenchError(f"{summary} (listed above); the first: {problems[0]}")
     print(f"{len(args.files)} file(s) OK")
 
 

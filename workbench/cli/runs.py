@@ -10,18 +10,17 @@ from workbench.errors import ConfigError
 
 
 def _yaml_file(path: str) -> dict:
-    import yaml
+    """A `--config` file: a YAML mapping of run fields (read by the one safe YAML loader)."""
+    from workbench.config.yaml_io import load_yaml_file, yaml_kind
 
-    try:
-        with open(path, encoding="utf-8") as f:
-            raw = yaml.safe_load(f)
-    except FileNotFoundError:
-        raise ConfigError(f"{path}: config file not found") from None
-    except yaml.YAMLError as e:
-        raise ConfigError(f"{path}: not valid YAML ({str(e).splitlines()[0]})") from None
-    if raw is not None and not isinstance(raw, dict):
-        raise ConfigError(f"{path}: expected a mapping of run fields")
-    return raw or {}
+    raw = load_yaml_file(path, "config file")
+    if raw is None:
+        raise ConfigError(f"{path}: the config file is empty; expected a mapping of run fields, e.g. "
+                          f"task: sst2, method: {{name: lora, r: 8}}, train: {{max_steps: 30}}")
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{path}: expected a mapping of run fields (task, method, train, ...), got a YAML "
+                          f"{yaml_kind(raw)}")
+    return raw
 
 
 def _dotted(texts: list[str], prefix: str = "", what: str = "override") -> dict[str, Any]:
@@ -130,6 +129,8 @@ def cmd_compare(args: argparse.Namespace) -> None:
         fields["methods"] = [m.strip() for m in args.__dict__["compare.methods"].split(",") if m.strip()]
     if "compare.seeds" in vars(args):
         fields["seeds"] = _ints(args.__dict__["compare.seeds"], "--seeds")
+    if "compare.baseline" in vars(args):
+        fields["baseline"] = args.__dict__["compare.baseline"]
     cfg = CompareConfig(overrides=overrides, storage=args.storage, use_sweeps=not args.no_sweeps,
                         reuse=not args.no_reuse, **fields)
     result = compare(cfg, log=lambda s: print(s, flush=True))
@@ -186,7 +187,8 @@ def register(sub) -> None:
     _sweep_flag(g, "--final-seeds", "seeds for the best config and the baseline (default 13,21,42,87,100)")
     g.add_argument("--no-final", action="store_true", help="stop after the study; no final runs, no comparison")
     _sweep_flag(g, "--baseline", "method to compare with ('none' for no comparison; default finetune)")
-    _sweep_flag(g, "--baseline-trials", "a small sweep of the baseline first", type=int)
+    _sweep_flag(g, "--baseline-trials", "trials of the baseline's own study (default: as many as --trials, the "
+                                        "same step budget; 0: its defaults, untuned)", type=int)
     p.set_defaults(func=cmd_sweep)
 
     p = sub.add_parser("compare", help="several methods on the same few-shot splits (one parent MLflow run)")
@@ -197,6 +199,8 @@ def register(sub) -> None:
     p.add_argument("--shots", dest="shots", default=argparse.SUPPRESS, help=field_of("shots").metadata["help"])
     p.add_argument("--seeds", dest="compare.seeds", default=argparse.SUPPRESS,
                    help="comma-separated seeds (default: 13,21,42,87,100)")
+    p.add_argument("--baseline", dest="compare.baseline", default=argparse.SUPPRESS,
+                   help="the method every other is compared with (default: finetune when compared, else the first)")
     add_run_flags(p, only=("--max-steps", "--eval-every", "--eval-limit", "--template-id", "--template-file",
                            "--verbalizer-file", "--max-seq-length", "--tracking-uri", "--no-progress"))
     add_overrides(p)

@@ -52,7 +52,8 @@ class TrainConfig(Section):
     section: ClassVar[str] = "train"
     max_steps: int = option(30, role="budget", min=1, help="optimizer steps")
     lr: float | None = option(None, above=0, help="learning rate; null: the method's default")
-    batch_size: int = option(8, min=1, help="examples per optimizer step (before accumulation)")
+    batch_size: int | None = option(None, min=1, help="examples per optimizer step (before accumulation); null: the "
+                                                      "method's default (`workbench methods NAME`)")
     grad_accum: int = option(1, min=1, help="batches accumulated per optimizer step")
     warmup_ratio: float = option(0.1, min=0, max=1, help="fraction of steps with a linear warm-up")
     weight_decay: float = option(0.0, min=0, help="AdamW weight decay (not on biases and norms)")

@@ -26,8 +26,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from workbench.errors import ConfigError
 
 
@@ -144,21 +142,25 @@ class SearchSpace:
 
     @classmethod
     def from_yaml(cls, path: str | Path) -> SearchSpace:
-        path = Path(path)
-        try:
-            raw = yaml.safe_load(path.read_text(encoding="utf-8"))
-        except FileNotFoundError:
-            raise ConfigError(f"{path}: search space file not found") from None
-        except yaml.YAMLError as e:
-            raise ConfigError(f"{path}: not valid YAML ({str(e).splitlines()[0]})") from None
-        if not isinstance(raw, dict) or not isinstance(raw.get("params", {}), dict):
-            raise ConfigError(f"{path}: expected a mapping with a 'params' mapping")
+        from workbench.config.yaml_io import yaml_document, yaml_kind
+
+        doc = yaml_document(path, "search space file")
+        raw = doc.data
+        if raw is None:
+            raise ConfigError(f"{path}: the search space file is empty; expected a mapping with a 'params' mapping, "
+                              f"e.g. params: {{train.lr: {{low: 1.0e-4, high: 1.0e-2, log: true}}}}")
+        if not isinstance(raw, dict):
+            raise ConfigError(f"{path}: expected a mapping with a 'params' mapping, got a YAML "
+                              f"{yaml_kind(raw)}")
+        if not isinstance(raw.get("params", {}), dict):
+            raise ConfigError(f"{doc.where('params')}: params: expected a mapping of parameter -> range, choices or "
+                              f"value, got a YAML {yaml_kind(raw['params'])}")
         unknown = set(raw) - {"params", "method"}
         if unknown:
-            raise ConfigError(f"{path}: unknown key(s) {sorted(unknown)}; a space file holds 'params' "
+            raise ConfigError(f"{path}: unknown key(s) {sorted(map(str, unknown))}; a space file holds 'params' "
                               f"(and optionally 'method')")
-        return cls({str(k): spec_from_yaml(str(k), v, str(path)) for k, v in (raw.get("params") or {}).items()},
-                   str(path))
+        return cls({str(k): spec_from_yaml(str(k), v, doc.where("params", k)) for k, v in
+                    (raw.get("params") or {}).items()}, str(path))
 
 
 def spec_from_yaml(name: str, spec: Any, source: str) -> Any:
@@ -166,7 +168,7 @@ def spec_from_yaml(name: str, spec: Any, source: str) -> Any:
         return spec
     unknown = set(spec) - {"low", "high", "log", "step", "choices"}
     if unknown:
-        raise ConfigError(f"{source}: parameter {name!r} has unknown key(s) {sorted(unknown)}; "
+        raise ConfigError(f"{source}: parameter {name!r} has unknown key(s) {sorted(map(str, unknown))}; "
                           f"use low/high/log/step or choices")
     if "choices" in spec:
         if not isinstance(spec["choices"], list) or not spec["choices"]:
@@ -176,10 +178,16 @@ def spec_from_yaml(name: str, spec: Any, source: str) -> Any:
     if low is None or high is None:
         raise ConfigError(f"{source}: parameter {name!r} needs numbers low and high (got {spec.get('low')!r}, "
                           f"{spec.get('high')!r})")
-    log = bool(spec.get("log", False))
-    if isinstance(low, int) and isinstance(high, int):
-        return Int(low, high, log, int(spec.get("step") or 1))
+    log = spec.get("log", False)
+    if not isinstance(log, bool):
+        raise ConfigError(f"{source}: parameter {name!r}: log must be true or false, got {log!r}")
     step = _number(spec.get("step"))
+    if spec.get("step") is not None and (step is None or step <= 0):
+        raise ConfigError(f"{source}: parameter {name!r}: step must be a number > 0, got {spec.get('step')!r}")
+    if isinstance(low, int) and isinstance(high, int):
+        if step is not None and not isinstance(step, int):
+            raise ConfigError(f"{source}: parameter {name!r}: an integer range needs an integer step, got {step!r}")
+        return Int(low, high, log, step or 1)
     return Float(float(low), float(high), log, float(step) if step is not None else None)
 
 
@@ -199,9 +207,11 @@ def parse_scalar(text: str) -> Any:
             return kind(text)
         except ValueError:
             pass
-    try:
-        return yaml.safe_load(text)
-    except yaml.YAMLError:
+    from workbench.config.yaml_io import parse_yaml
+
+    try:  # the same safe loader as files: no aliases, so a typed value cannot expand into gigabytes
+        return parse_yaml(text, "value").data
+    except ConfigError:
         return text
 
 

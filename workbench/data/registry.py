@@ -7,13 +7,12 @@ from the Hugging Face hub otherwise. A user task names its own files and needs n
 from __future__ import annotations
 
 import csv
+import io
 import json
 import os
 from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
-
-import yaml
 
 from workbench.errors import ConfigError, WorkbenchError
 
@@ -89,19 +88,36 @@ class TaskSpec:
             rows.append(row)
         return [self._example(row, f"{split}-{i}", f"hub:{self.hub.path}", i) for i, row in enumerate(rows)]
 
-    def _example(self, row: dict, guid: str, where: str, line: int) -> Example:
-        for name in (*self.text_fields, self.label_field):
-            if name not in row:
-                raise ConfigError(f"{where}: line {line}: missing field {name!r} (task {self.name!r})")
+    def _example(self, row: dict, guid: str, where: str, line: int, unit: str = "line",
+                 checked: bool = False) -> Example:
+        """`checked`: the caller knows the row is a dict of strings holding every field (a .tsv/.csv row whose
+        header was checked), so the per-row checks are skipped: the few-shot protocol reads every training row."""
+        if not checked:
+            self._check_row(row, f"{where}: {unit} {line}")
         raw = str(row[self.label_field]).strip()
         try:
             label = self.label_values.index(raw)
         except ValueError:
             raise ConfigError(
-                f"{where}: line {line}: label {raw!r} is not one of {list(self.label_values)} (task {self.name!r})"
+                f"{where}: {unit} {line}: label {raw!r} is not one of {list(self.label_values)} (task {self.name!r}); "
+                f"fix the row or the task's label_values"
             ) from None
-        fields = {k: str(v).strip() for k, v in row.items() if v is not None}
+        fields = {str(k): str(v).strip() for k, v in row.items() if v is not None}
         return Example(guid=guid, fields=fields, label=label)
+
+    def _check_row(self, row, at: str) -> None:
+        """Refuse a record that is not an object, lacks a field, or holds null or a list/object for one."""
+        if not isinstance(row, dict):
+            raise ConfigError(f"{at}: expected an object of fields ({{\"{self.text_fields[0]}\": ..., "
+                              f"\"{self.label_field}\": ...}}), got {type(row).__name__}")
+        for name in (*self.text_fields, self.label_field):
+            if name not in row:
+                raise ConfigError(f"{at}: missing field {name!r} (task {self.name!r} reads text field(s) "
+                                  f"{list(self.text_fields)} and label field {self.label_field!r})")
+            value = row[name]
+            if value is None or isinstance(value, (dict, list)):
+                got = "null" if value is None else f"a {type(value).__name__}"
+                raise ConfigError(f"{at}: field {name!r} is {got}; expected text (task {self.name!r})")
 
 
 @lru_cache(maxsize=32)
@@ -109,36 +125,96 @@ def _load_file_cached(spec: TaskSpec, path: str) -> list[Example]:
     return _load_file(spec, Path(path))
 
 
+DATA_SUFFIXES = (".tsv", ".csv", ".jsonl", ".json")
+
+
+@dataclass(frozen=True)
+class Table:
+    """The records of a data file as (number, fields): the line number, or the record number in a .json array
+    (`unit` says which), and the header of a .tsv/.csv file."""
+
+    path: Path
+    header: tuple[str, ...] | None
+    rows: list[tuple[int, dict]]
+    unit: str = "line"  # "line" or "record"
+
+
+def read_table(path: str | Path, what: str = "data file", suffix: str | None = None) -> Table:
+    """A .tsv, .csv, .jsonl or .json file (by `suffix`, default the file's own) as records; every problem is a
+    one-line ConfigError naming the file and line (or record)."""
+    from workbench.config.yaml_io import read_text_file
+
+    path = Path(path)
+    suffix = (suffix or path.suffix).lower()
+    if suffix not in DATA_SUFFIXES:
+        raise ConfigError(f"{path}: unsupported file type {path.suffix!r}; use {', '.join(DATA_SUFFIXES)}")
+    text = read_text_file(path, what)
+    header: tuple[str, ...] | None = None
+    rows: list[tuple[int, dict]] = []
+    unit = "line"
+    if suffix in (".tsv", ".csv"):
+        # No quoting: RTE text contains bare quotes (see the data manifest).
+        reader = csv.reader(io.StringIO(text, newline=""), delimiter="\t" if suffix == ".tsv" else ",",
+                            quoting=csv.QUOTE_NONE)
+        try:
+            first = next(reader, None)
+            if first is None or not any(c.strip() for c in first):
+                raise ConfigError(f"{path}: line 1: no header; the {what} must start with a header line naming its "
+                                  f"columns")
+            header = tuple(c.strip() for c in first)
+            twice = next((c for i, c in enumerate(header) if c in header[:i]), None)
+            if twice is not None:
+                raise ConfigError(f"{path}: line 1: column {twice!r} appears twice in the header; rename one")
+            for values in reader:
+                if not values:  # a blank line
+                    continue
+                if len(values) != len(header):
+                    sep = "tabs" if suffix == ".tsv" else "commas"
+                    raise ConfigError(f"{path}: line {reader.line_num}: {len(values)} columns, but the header has "
+                                      f"{len(header)}; fields are separated by {sep}, one record per line")
+                rows.append((reader.line_num, dict(zip(header, values))))
+        except csv.Error as e:
+            raise ConfigError(f"{path}: line {reader.line_num}: cannot read the record ({e})") from None
+    elif suffix == ".jsonl":
+        for line, record in enumerate(text.split("\n"), start=1):  # not splitlines: JSON text may hold U+2028
+            if record.strip():
+                rows.append((line, _json(record, path, f"line {line}")))
+    else:
+        data = _json(text, path, None)
+        if not isinstance(data, list):
+            raise ConfigError(f"{path}: expected a JSON array of objects (one per record), got "
+                              f"{type(data).__name__}; a file of one object per line is .jsonl")
+        rows, unit = list(enumerate(data, start=1)), "record"
+    for n, row in rows:
+        if not isinstance(row, dict):
+            raise ConfigError(f"{path}: {unit} {n}: expected a JSON object of fields, got {type(row).__name__}")
+    if not rows:
+        after = " after the header" if header is not None else ""
+        raise ConfigError(f"{path}: no records{after}; the {what} needs at least one record")
+    return Table(path, header, rows, unit)
+
+
+def _json(text: str, path: Path, where: str | None):
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as e:
+        at = where or f"line {e.lineno}"
+        raise ConfigError(f"{path}: {at}: not valid JSON ({e.msg} at column {e.colno})") from None
+    except RecursionError:
+        raise ConfigError(f"{path}: {where or 'the file'}: JSON nested too deeply to be a record") from None
+
+
 def _load_file(spec: TaskSpec, path: Path) -> list[Example]:
     split = path.stem
-    rows: list[tuple[int, dict]] = []
-    if path.suffix in (".tsv", ".csv"):
-        with open(path, newline="", encoding="utf-8") as f:
-            # No quoting: RTE text contains bare quotes (see the data manifest).
-            reader = csv.reader(f, delimiter="\t" if path.suffix == ".tsv" else ",", quoting=csv.QUOTE_NONE)
-            header = next(reader, None)
-            if header is None:
-                raise ConfigError(f"{path}: empty file")
-            for line, values in enumerate(reader, start=2):
-                if len(values) != len(header):
-                    raise ConfigError(f"{path}: line {line}: {len(values)} columns, header has {len(header)}")
-                rows.append((line, dict(zip(header, values))))
-    elif path.suffix == ".jsonl":
-        with open(path, encoding="utf-8") as f:
-            for line, text in enumerate(f, start=1):
-                if text.strip():
-                    try:
-                        rows.append((line, json.loads(text)))
-                    except json.JSONDecodeError as e:
-                        raise ConfigError(f"{path}: line {line}: not JSON ({e.msg})") from None
-    elif path.suffix == ".json":
-        data = json.loads(path.read_text(encoding="utf-8"))
-        if not isinstance(data, list):
-            raise ConfigError(f"{path}: expected a JSON array of objects")
-        rows = list(enumerate(data, start=1))
-    else:
-        raise ConfigError(f"{path}: unsupported file type {path.suffix!r} (use .tsv, .csv, .jsonl or .json)")
-    return [spec._example(row, f"{split}-{i}", str(path), line) for i, (line, row) in enumerate(rows)]
+    table = read_table(path, "data file")
+    if table.header is not None:
+        missing = [f for f in (*spec.text_fields, spec.label_field) if f not in table.header]
+        if missing:
+            raise ConfigError(f"{path}: line 1: the header {list(table.header)} has no column {missing[0]!r}; task "
+                              f"{spec.name!r} reads text field(s) {list(spec.text_fields)} and label field "
+                              f"{spec.label_field!r}")
+    where, checked = str(path), table.header is not None
+    return [spec._example(row, f"{split}-{i}", where, n, table.unit, checked) for i, (n, row) in enumerate(table.rows)]
 
 
 BUILTIN_TASKS: dict[str, TaskSpec] = {
@@ -192,61 +268,106 @@ BUILTIN_TASKS: dict[str, TaskSpec] = {
 }
 
 
+TASK_FIELDS = ("name", "data_dir", "files", "text_fields", "label_field", "label_names", "label_values", "metric",
+               "eval_split", "description")
+
+
 def load_task_yaml(path: str | Path) -> TaskSpec:
-    """Read a user task. Every problem names the file and the field."""
+    """Read a user task. Every problem names the file, the line and the field."""
+    import yaml
+
+    from workbench.config.yaml_io import yaml_document, yaml_kind, yaml_repr
+
     path = Path(path)
-    try:
-        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise ConfigError(f"{path}: task file not found") from None
-    except yaml.YAMLError as e:
-        raise ConfigError(f"{path}: not valid YAML: {e}") from None
+    doc = yaml_document(path, "task file")
+    raw = doc.data
+    if raw is None:
+        raise ConfigError(f"{path}: the task file is empty; expected a mapping of task fields "
+                          f"({', '.join(TASK_FIELDS)})")
     if not isinstance(raw, dict):
-        raise ConfigError(f"{path}: expected a mapping of task fields")
-    known = {"name", "data_dir", "files", "text_fields", "label_field", "label_names", "label_values",
-             "metric", "eval_split", "description"}
-    unknown = set(raw) - known
+        raise ConfigError(f"{path}: expected a mapping of task fields ({', '.join(TASK_FIELDS)}), got a YAML "
+                          f"{yaml_kind(raw)}")
+    unknown = [k for k in raw if k not in TASK_FIELDS]
     if unknown:
-        raise ConfigError(f"{path}: unknown field(s) {sorted(unknown)}; known fields are {sorted(known)}")
+        raise ConfigError(f"{doc.where(unknown[0])}: unknown field(s) {sorted(map(str, unknown))}; known fields are "
+                          f"{sorted(TASK_FIELDS)}")
     for required in ("name", "files", "text_fields", "label_names"):
         if required not in raw:
             raise ConfigError(f"{path}: missing required field {required!r}")
 
-    def str_list(key: str) -> tuple[str, ...]:
+    def text(key: str, default: str | None = None) -> str:
+        value = raw.get(key, default)
+        if isinstance(value, bool) or not isinstance(value, (str, int, float)) or not str(value).strip():
+            raise ConfigError(f"{doc.where(key)}: {key}: {yaml_repr(value)} is not allowed; expected a non-empty "
+                              f"string")
+        return str(value).strip()
+
+    def str_list(key: str, what: str) -> tuple[str, ...]:
         value = raw[key]
         if isinstance(value, str):
             value = [value]
-        if not isinstance(value, list) or not value or not all(isinstance(v, (str, int)) for v in value):
-            raise ConfigError(f"{path}: field {key!r} must be a non-empty list of strings")
-        return tuple(str(v) for v in value)
+        if isinstance(value, list):
+            for i, v in enumerate(value):
+                if isinstance(v, bool):  # YAML 1.1 reads yes/no/on/off as booleans
+                    node = doc.node(key, i)
+                    spelled = node.value if isinstance(node, yaml.ScalarNode) else str(v).lower()
+                    raise ConfigError(f"{doc.where(key, i)}: {key}: {spelled} reads as a boolean in YAML; quote it: "
+                                      f"'{spelled}'")
+        if (not isinstance(value, list) or not value
+                or not all(isinstance(v, (str, int)) and not isinstance(v, bool) and str(v).strip() for v in value)):
+            raise ConfigError(f"{doc.where(key)}: {key}: {yaml_repr(value)} is not allowed; expected a non-empty "
+                              f"list of strings")
+        out = tuple(str(v).strip() for v in value)
+        for i, v in enumerate(out):
+            if v in out[:i]:
+                raise ConfigError(f"{doc.where(key, i)}: {key}: {v!r} appears twice; {what}")
+        return out
 
+    name = text("name")
     files = raw["files"]
     if not isinstance(files, dict) or "train" not in files:
-        raise ConfigError(f"{path}: field 'files' must map split names to files and include 'train'")
-    label_names = str_list("label_names")
-    label_values = str_list("label_values") if "label_values" in raw else label_names
+        raise ConfigError(f"{doc.where('files')}: files: expected a mapping of split -> file that includes 'train', "
+                          f"e.g. {{train: train.tsv, test: test.tsv}}")
+    data_dir = (path.parent / text("data_dir", ".")).resolve()
+    for split, file in files.items():
+        at = f"{doc.where('files', split)}: files.{split}"
+        if not isinstance(split, str):
+            raise ConfigError(f"{at}: a split name must be a string (train, dev, test, ...)")
+        if not isinstance(file, str) or not file.strip():
+            raise ConfigError(f"{at}: {yaml_repr(file)} is not allowed; expected a file name, relative to the task "
+                              f"file (e.g. {split}.tsv)")
+        where = data_dir / file.strip()
+        if where.suffix.lower() not in DATA_SUFFIXES:
+            raise ConfigError(f"{at}: {file!r} has an unsupported file type; use {', '.join(DATA_SUFFIXES)}")
+        if where.is_dir():
+            raise ConfigError(f"{at}: {where} is a directory, not a data file")
+        if not where.exists():
+            raise ConfigError(f"{at}: {where} does not exist")
+    text_fields = str_list("text_fields", "each text field once")
+    label_names = str_list("label_names", "every class needs its own name")
+    label_values = (str_list("label_values", "two classes cannot share a raw label value")
+                    if "label_values" in raw else label_names)
     if len(label_values) != len(label_names):
-        raise ConfigError(f"{path}: 'label_values' has {len(label_values)} entries, 'label_names' {len(label_names)}")
+        raise ConfigError(f"{doc.where('label_values')}: label_values has {len(label_values)} entries but "
+                          f"label_names has {len(label_names)}; give one raw value per class, in the same order")
+    label_field = text("label_field", "label")
     metric = raw.get("metric", "accuracy")
     if metric not in METRICS:
-        raise ConfigError(f"{path}: field 'metric' is {metric!r}; choose one of {list(METRICS)}")
+        raise ConfigError(f"{doc.where('metric')}: field 'metric' is {metric!r}; choose one of {list(METRICS)}")
     eval_split = raw.get("eval_split", "test" if "test" in files else ("dev" if "dev" in files else "train"))
-    if eval_split not in files:
-        raise ConfigError(f"{path}: 'eval_split' {eval_split!r} is not one of the files {sorted(files)}")
-    data_dir = (path.parent / raw.get("data_dir", ".")).resolve()
-    for split, name in files.items():
-        if not (data_dir / name).exists():
-            raise ConfigError(f"{path}: files.{split}: {data_dir / name} does not exist")
+    if not isinstance(eval_split, str) or eval_split not in files:
+        raise ConfigError(f"{doc.where('eval_split')}: 'eval_split' {eval_split!r} is not one of the files "
+                          f"{sorted(files)}")
     return TaskSpec(
-        name=str(raw["name"]),
-        text_fields=str_list("text_fields"),
-        label_field=str(raw.get("label_field", "label")),
+        name=name,
+        text_fields=text_fields,
+        label_field=label_field,
         label_names=label_names,
         label_values=label_values,
-        files={str(k): str(v) for k, v in files.items()},
+        files={split: file.strip() for split, file in files.items()},
         eval_split=eval_split,
         metric=metric,
-        description=str(raw.get("description", "")),
+        description=str(raw.get("description") or ""),
         data_dir=str(data_dir),
         source=str(path),
     )

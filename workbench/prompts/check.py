@@ -18,8 +18,14 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
+from workbench.config.yaml_io import read_text_file
 from workbench.errors import ConfigError
-from workbench.prompts.template import PLACEHOLDERS, Template, parse_template, template_lines
+from workbench.prompts.template import (
+    PLACEHOLDERS,
+    Template,
+    parse_template,
+    template_lines,
+)
 from workbench.prompts.verbalizer import JSON_SUFFIXES, read_verbalizer_file
 
 
@@ -49,7 +55,7 @@ def _problem(err: ConfigError, path: Path) -> Problem:
     prefix = f"{path}:"
     if msg.startswith(prefix):
         rest = msg[len(prefix):]
-        m = re.match(r"(\d+): (.*)", rest)
+        m = re.match(r"(\d+): (.*)", rest) or re.match(r" line (\d+): (.*)", rest)
         if m:
             return Problem(f"{path}:{m.group(1)}", m.group(2))
         return Problem(str(path), rest.lstrip())
@@ -123,16 +129,10 @@ def check_files(paths, task=None) -> list[Problem]:
     problems: list[Problem] = []
     for p in paths:
         path = Path(p)
-        if not path.is_file():
-            problems.append(Problem(str(path), "file not found" if not path.exists() else "not a file"))
-            continue
         try:
-            text = path.read_text(encoding="utf-8")
-        except UnicodeDecodeError as e:
-            problems.append(Problem(str(path), f"not UTF-8 text ({e.reason} at byte {e.start})"))
-            continue
-        except OSError as e:
-            problems.append(Problem(str(path), f"cannot read the file ({e.strerror})"))
+            text = read_text_file(path, "file")  # UTF-8, a byte-order mark dropped
+        except ConfigError as e:
+            problems.append(_problem(e, path))
             continue
         if file_kind(path, text) == "template":
             problems.extend(_check_templates(path, text, task))

@@ -499,12 +499,45 @@ def template_lines(text: str) -> list[tuple[int, str]]:
 
 def load_templates(path: str | Path) -> dict[int, Template]:
     """One template per line; ids are 0-based line numbers. Blank and '#' lines are skipped."""
+    from workbench.config.yaml_io import read_text_file
+
     path = Path(path)
-    if not path.exists():
-        raise ConfigError(f"{path}: template file not found")
     out: dict[int, Template] = {}
-    for n, line in template_lines(path.read_text(encoding="utf-8")):
+    for n, line in template_lines(read_text_file(path, "template file")):
         out[n - 1] = parse_template(line, f"{path}:{n}")
     if not out:
         raise ConfigError(f"{path}: no templates in file")
     return out
+
+
+def soft_as_words(template: Template, method: str, template_id: int | None = None) -> Template:
+    """The template as a method that trains no soft tokens reads it: `{"soft": "word"}` is its word (the value an
+    untrained soft token starts from), and a bare `{"soft"}` is refused (it would reach the model as a fixed
+    padding token). Only methods that train soft tokens (p-tuning) keep soft slots."""
+    if not template.num_soft:
+        return template
+    bare = next((s for s in template.segments if s.kind == "soft" and not s.value), None)
+    if bare is not None:
+        which = f"template {template_id}" if template_id is not None else "the template"
+        raise ConfigError(
+            f"{template.source}: prompt.template: {which} has a bare {{\"soft\"}} slot, but method {method!r} trains "
+            f"no soft tokens (it would read a fixed padding token there); use --method p-tuning, a template without "
+            f"soft slots (--template-id), or {{\"soft\": \"word\"}}, which such methods read as the word",
+            field="prompt.template")
+    # Each word joins the literal text around it, so it is tokenized as the words of a sentence are ("It was").
+    segments: list[Segment] = []
+    joins = False  # the last segment holds a soft word: literal text after it joins it
+    for seg in template.segments:
+        if seg.kind == "soft":
+            word = seg.value
+            if segments and segments[-1].kind == "text" and not segments[-1].shortenable:
+                prev = segments.pop().value
+                word = f"{prev} {word}" if joins else prev + word  # {"soft": "very good"}: one soft per word
+            segments.append(Segment("text", word))
+            joins = True
+        elif joins and seg.kind == "text" and not seg.shortenable:
+            segments[-1] = Segment("text", segments[-1].value + seg.value)
+        else:
+            segments.append(seg)
+            joins = False
+    return Template(tuple(segments), template.source, template.text)

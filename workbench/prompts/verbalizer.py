@@ -43,11 +43,16 @@ class Verbalizer:
     classes: tuple[str, ...] = ()  # class names when the file gives them (JSON); () = by position only
     lines: tuple[int, ...] = ()  # each class's line in the file, for messages (0 = not known)
 
+    def line(self, c: int) -> int:
+        """Class `c`'s line in the file (0 = not known); built in code, classes are numbered as lines of a .txt
+        file would be."""
+        if not self.lines:
+            return c + 1
+        return self.lines[c] if c < len(self.lines) else 0
+
     def where(self, c: int) -> str:
         """"file:line" of class `c` when known, else the file."""
-        if not self.lines:  # built in code: classes are numbered as lines of a .txt file would be
-            return f"{self.source}:{c + 1}"
-        line = self.lines[c] if c < len(self.lines) else 0
+        line = self.line(c)
         return f"{self.source}:{line}" if line else self.source
 
     @classmethod
@@ -55,7 +60,31 @@ class Verbalizer:
         classes = []
         for i, line in enumerate(lines, start=1):
             classes.append(_line_words(line, f"{source}:{i}"))
-        return cls(tuple(classes), source, (), tuple(range(1, len(lines) + 1)))
+        verbalizer = cls(tuple(classes), source, (), tuple(range(1, len(lines) + 1)))
+        for problem in verbalizer.word_problems():
+            raise problem
+        return verbalizer
+
+    def word_problems(self) -> list[ConfigError]:
+        """A label word given twice: for two classes it makes them indistinguishable, within one class it is a
+        slip (it would count double)."""
+        problems = []
+        owner: dict[str, int] = {}
+        for c, words in enumerate(self.words):
+            for i, word in enumerate(words):
+                if word in words[:i]:
+                    problems.append(ConfigError(f"{self.where(c)}: label word {word!r} appears twice in this class; "
+                                                f"give it once"))
+                elif word in owner:
+                    first = owner[word]
+                    name = repr(self.classes[first]) if first < len(self.classes) else str(first + 1)
+                    line = f" (line {self.line(first)})" if self.line(first) else ""
+                    problems.append(ConfigError(
+                        f"{self.where(c)}: label word {word!r} is also a word of class {name}{line}; a label "
+                        f"word can stand for one class only"))
+                else:
+                    owner[word] = c
+        return problems
 
     def check_classes(self, label_names: tuple[str, ...]) -> None:
         if len(self.words) != len(label_names):
@@ -198,17 +227,21 @@ def _read_json(path: Path, text: str) -> tuple[list[Verbalizer], list[ConfigErro
 
 def read_verbalizer_file(path: str | Path) -> tuple[list[Verbalizer], list[ConfigError]]:
     """Every verbalizer in a file and every problem found, without stopping at the first one."""
+    from workbench.config.yaml_io import read_text_file
+
     path = Path(path)
-    if not path.is_file():
-        return [], [ConfigError(f"{path}: verbalizer file not found")]
     try:
-        text = path.read_text(encoding="utf-8")
-    except UnicodeDecodeError as e:
-        return [], [ConfigError(f"{path}: not UTF-8 text ({e.reason} at byte {e.start})")]
+        text = read_text_file(path, "verbalizer file")
+    except ConfigError as e:
+        return [], [e]
     # By suffix, as OpenPrompt decides: a .txt line such as {"meta": "answers"} is valid JSON but is a label word
     if path.suffix.lower() in JSON_SUFFIXES:
-        return _read_json(path, text)
-    return _read_lines(path, text)
+        verbalizers, errors = _read_json(path, text)
+    else:
+        verbalizers, errors = _read_lines(path, text)
+    for v in verbalizers:
+        errors.extend(v.word_problems())
+    return verbalizers, errors
 
 
 def load_verbalizer(path: str | Path, choice: int = 0) -> Verbalizer:

@@ -2,15 +2,17 @@
 
 Each method runs with its best known config (the best trial of its sweep in the Optuna storage, if
 one exists; else its defaults) on every seed; a finished run already in the store with exactly the
-same config is reused (a nested run records its metrics and `reused_from`). The table has mean and
-standard deviation of the reported accuracy over seeds, trainable fraction and training time, and
-two plots: accuracy against trainable fraction and against training time.
+same config is reused (a nested run records its metrics and `reused_from`). The table has, per method,
+the mean and standard deviation of the reported accuracy over seeds, the paired difference from the
+baseline with its 95% interval (`workbench.stats`), where its config came from and how many tuning
+trials found it, trainable fraction and training time; a warning says when the methods were not tuned
+with the same number of trials. Two plots: accuracy against trainable fraction and against training time.
 """
 
 from __future__ import annotations
 
 import statistics
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import ClassVar
 
 from workbench.config import Section, option, validate as validate_fields
@@ -18,6 +20,8 @@ from workbench.config.run import DEFAULT_MODEL, RunConfig
 from workbench.data import TaskSpec
 from workbench.errors import ConfigError, WorkbenchError
 from workbench.recipes.train import RunResult, identity_params, train
+from workbench.stats import PairedDifference, mean_sd
+from workbench.stats import paired_difference as paired_scores
 
 PROTOCOL_SEEDS = (13, 21, 42, 87, 100)  # the LM-BFF seeds
 COPIED_METRICS = ("eval/accuracy", "test/accuracy", "test/macro_f1", "trainable_params", "trainable_fraction",
@@ -37,6 +41,11 @@ class CompareConfig(Section):
     overrides: dict = option(default_factory=dict, role="budget",
                              help="dotted run-config fields shared by every run, e.g. {'train.max_steps': 20}")
     configs: dict = option(default_factory=dict, help="method -> dotted overrides; skips the sweep look-up")
+    baseline: str | None = option(None, role="study", help="the method every other is compared with (paired "
+                                                           "difference, 95% interval); null: finetune when it is "
+                                                           "among the methods, else the first")
+    trials: dict = option(default_factory=dict, help="method -> tuning trials behind a config given in `configs` "
+                                                     "(shown in the table; equal tuning is checked)")
     storage: str | None = option(None, role="neutral", help="Optuna storage to take best configs from")
     use_sweeps: bool = option(True, role="neutral", help="take each method's best config from its sweep, if any")
     reuse: bool = option(True, role="neutral", help="reuse a finished run with exactly the same config")
@@ -49,10 +58,20 @@ class CompareConfig(Section):
             raise ConfigError(f"compare.methods: a method is named twice in {self.methods}", field="compare.methods")
         if not self.seeds:
             raise ConfigError("compare.seeds: no seeds given", field="compare.seeds")
-        for name in self.configs:
-            if name not in self.methods:
-                raise ConfigError(f"compare.configs: a config is given for {name!r}, which is not among the methods",
-                                  field="compare.configs")
+        for key in ("configs", "trials"):
+            for name in getattr(self, key):
+                if name not in self.methods:
+                    raise ConfigError(f"compare.{key}: {name!r} is not among the methods {self.methods}",
+                                      field=f"compare.{key}")
+        if self.baseline is not None and self.baseline not in self.methods:
+            raise ConfigError(f"compare.baseline: {self.baseline!r} is not among the methods {self.methods}",
+                              field="compare.baseline")
+
+    @property
+    def baseline_method(self) -> str:
+        if self.baseline is not None:
+            return self.baseline
+        return "finetune" if "finetune" in self.methods else self.methods[0]
 
 
 @dataclass
@@ -60,20 +79,27 @@ class MethodRow:
     method: str
     source: str  # where its config came from
     overrides: dict
-    seeds: list[int]
-    test: list[float]
-    dev: list[float]
-    trainable_fraction: float
-    train_seconds: list[float]
-    run_ids: list[str]
+    trials: int  # tuning trials behind the config; 0: defaults or a config given without a count
+    seeds: list[int] = field(default_factory=list)
+    test: list[float] = field(default_factory=list)
+    dev: list[float] = field(default_factory=list)
+    trainable_fraction: float = 0.0
+    train_seconds: list[float] = field(default_factory=list)
+    run_ids: list[str] = field(default_factory=list)
+    difference: PairedDifference | None = None  # from the baseline; None for the baseline itself
+
+    @property
+    def by_seed(self) -> dict[int, float]:
+        return dict(zip(self.seeds, self.test))
 
     @property
     def mean(self) -> float:
         return statistics.mean(self.test)
 
     @property
-    def sd(self) -> float:
-        return statistics.stdev(self.test) if len(self.test) > 1 else 0.0
+    def sd(self) -> float | None:
+        """None with one seed: there is no spread to show."""
+        return mean_sd(self.test)[1]
 
 
 @dataclass
@@ -81,14 +107,33 @@ class CompareResult:
     parent_run_id: str
     rows: list[MethodRow]
     eval_split: str
+    baseline: str
+    notes: list[str] = field(default_factory=list)  # warnings the table must carry (unequal tuning)
 
     def table(self) -> str:
-        lines = [f"| method | {self.eval_split} accuracy (mean ± sd, n={len(self.rows[0].seeds) if self.rows else 0}) "
-                 f"| dev accuracy | trainable fraction | train s (mean) | config from |", "|---|---|---|---|---|---|"]
+        n = len(self.rows[0].seeds) if self.rows else 0
+        spread = "mean ± sd" if n > 1 else "one seed"
+        lines = [f"| method | {self.eval_split} accuracy ({spread}, n={n}) | vs {self.baseline}: points [95% paired t "
+                 f"interval] "
+                 f"| dev accuracy | trainable fraction | train s (mean) | config from | tuning trials |",
+                 "|---|---|---|---|---|---|---|---|"]
         for r in self.rows:
-            lines.append(f"| {r.method} | {100 * r.mean:.1f} ± {100 * r.sd:.1f} | {100 * statistics.mean(r.dev):.1f} "
-                         f"| {r.trainable_fraction:.4%} | {statistics.mean(r.train_seconds):.1f} | {r.source} |")
-        return "\n".join(lines)
+            acc = f"{100 * r.mean:.1f}" + (f" ± {100 * r.sd:.1f}" if r.sd is not None else "")
+            diff = "baseline" if r.difference is None else r.difference.cell()
+            lines.append(f"| {r.method} | {acc} | {diff} | {100 * statistics.mean(r.dev):.1f} "
+                         f"| {r.trainable_fraction:.4%} | {statistics.mean(r.train_seconds):.1f} | {r.source} "
+                         f"| {r.trials} |")
+        return "\n".join(lines + [""] + [f"Note: {note}" for note in self.notes]).rstrip()
+
+
+def tuning_note(rows: list[MethodRow]) -> str | None:
+    """A warning when the methods were not tuned with the same number of trials, else None."""
+    counts = {r.method: r.trials for r in rows}
+    if len(set(counts.values())) <= 1:
+        return None
+    listed = ", ".join(f"{m} {n}" for m, n in counts.items())
+    return (f"unequal tuning: trials per method were {listed}; a method tuned more has an advantage. Sweep each "
+            f"with the same --trials (workbench sweep gives its baseline as many by default).")
 
 
 def run_config(cfg: CompareConfig, method: str, seed: int, config: dict) -> RunConfig:
@@ -97,21 +142,21 @@ def run_config(cfg: CompareConfig, method: str, seed: int, config: dict) -> RunC
     return base.with_overrides({**cfg.overrides, **config}, f"compare ({method})")
 
 
-def best_config(cfg: CompareConfig, method: str) -> tuple[dict, str]:
-    """(dotted overrides, where they came from) for one method."""
+def best_config(cfg: CompareConfig, method: str) -> tuple[dict, str, int]:
+    """(dotted overrides, where they came from, tuning trials behind them) for one method."""
     if method in cfg.configs:
-        return dict(cfg.configs[method]), "given"
+        return dict(cfg.configs[method]), "given", int(cfg.trials.get(method, 0))
     if cfg.use_sweeps:
         from workbench.data import get_task
         from workbench.sweeps import best_known, study_name
 
-        config, source = best_known(study_name(get_task(cfg.task).name, method, cfg.model, cfg.shots), cfg.storage)
-        if source:
+        known = best_known(study_name(get_task(cfg.task).name, method, cfg.model, cfg.shots), cfg.storage)
+        if known is not None:
             # The comparison's shared settings (e.g. its eval limit) win over the study's fixed ones,
             # the trial's searched values over both.
-            return {k: v for k, v in config.items() if k not in cfg.overrides or k.startswith("method.")}, \
-                f"sweep {source}"
-    return {}, "defaults"
+            return {k: v for k, v in known.overrides.items() if k not in cfg.overrides or k.startswith("method.")}, \
+                f"sweep {known.source}", known.trials
+    return {}, "defaults", 0
 
 
 def _reused_run(rc: RunConfig, model_tags: dict) -> str | None:
@@ -161,6 +206,7 @@ def compare(cfg: CompareConfig, log=print) -> CompareResult:
 
     validate(cfg)
     plans = {m: best_config(cfg, m) for m in cfg.methods}
+    baseline = cfg.baseline_method
     # Every run's config is built (and so checked) before the first one starts.
     configs = {m: [run_config(cfg, m, seed, plans[m][0]) for seed in cfg.seeds] for m in cfg.methods}
     first = configs[cfg.methods[0]][0]
@@ -168,17 +214,22 @@ def compare(cfg: CompareConfig, log=print) -> CompareResult:
     ref = resolve_model(cfg.model)
     model_tags = {f"model/{k}": str(v) for k, v in ref.identity.items()}
     task = get_task(cfg.task)
-    for m, (config, source) in plans.items():
-        log(f"{m}: config from {source} {config or ''}".rstrip())
+    for m, (config, source, trials) in plans.items():
+        log(f"{m}: config from {source} ({trials} tuning trials) {config or ''}".rstrip())
+    rows = [MethodRow(m, source, config, trials) for m, (config, source, trials) in plans.items()]
+    notes = [n for n in (tuning_note(rows),) if n]
+    for note in notes:
+        log(f"warning: {note}")
     name = cfg.run_name or f"compare-{task.name}-k{cfg.shots}"
     tags = {"compare": "true", "task": task.name, "model": cfg.model, "shots": str(cfg.shots),
-            "methods": ",".join(cfg.methods), "seeds": ",".join(map(str, cfg.seeds))}
-    rows = []
+            "methods": ",".join(cfg.methods), "seeds": ",".join(map(str, cfg.seeds)), "baseline": baseline,
+            "equal_tuning": str(not notes).lower()}
     with RunTracker(first.tracking.experiment or task.name, name, uri, tags=tags, nested=False) as parent:
-        parent.log_dict({m: {"source": s, "config": c} for m, (c, s) in plans.items()}, "configs.json")
+        parent.log_dict({m: {"source": s, "config": c, "trials": t} for m, (c, s, t) in plans.items()},
+                        "configs.json")
         eval_split = task.eval_split
-        for method, (config, source) in plans.items():
-            row = MethodRow(method, source, config, [], [], [], 0.0, [], [])
+        for row in rows:
+            method = row.method
             for rc in configs[method]:
                 reused = _reused_run(rc, model_tags) if cfg.reuse else None
                 r = _record_reused(reused, rc) if reused else train(rc)
@@ -194,14 +245,23 @@ def compare(cfg: CompareConfig, log=print) -> CompareResult:
                 log(f"{method:16s} seed {rc.seed:3d}: dev {r.dev_accuracy:.3f}  {r.eval_split} "
                     f"{r.test_metrics['accuracy']:.4f}  train {r.train_seconds:.1f}s  "
                     + (f"reused run {reused}" if reused else f"run {r.run_id}"))
-            rows.append(row)
-            parent.log_metrics({f"{method}/test_accuracy_mean": row.mean, f"{method}/test_accuracy_sd": row.sd,
+            parent.log_metrics({f"{method}/test_accuracy_mean": row.mean, f"{method}/test_accuracy_sd": row.sd or 0.0,
                                 f"{method}/trainable_fraction": row.trainable_fraction,
-                                f"{method}/train_seconds_mean": statistics.mean(row.train_seconds)})
-        result = CompareResult(parent.run_id, rows, eval_split)
+                                f"{method}/train_seconds_mean": statistics.mean(row.train_seconds),
+                                f"{method}/tuning_trials": row.trials})
+        base_row = next(r for r in rows if r.method == baseline)
+        for row in rows:
+            if row is not base_row:
+                row.difference = paired_scores(row.by_seed, base_row.by_seed)
+                d = row.difference
+                parent.log_metrics({f"{row.method}/diff_vs_{baseline}_mean": d.mean, f"{row.method}/diff_n": d.n,
+                                    **({f"{row.method}/diff_ci_low": d.low, f"{row.method}/diff_ci_high": d.high}
+                                       if d.low is not None else {})})
+        result = CompareResult(parent.run_id, rows, eval_split, baseline, notes)
         parent.log_text(result.table() + "\n", "comparison.md")
-        parent.log_dict([{"method": r.method, "source": r.source, "seeds": r.seeds, "test_accuracy": r.test,
-                          "dev_accuracy": r.dev, "mean": r.mean, "sd": r.sd,
+        parent.log_dict([{"method": r.method, "source": r.source, "tuning_trials": r.trials, "seeds": r.seeds,
+                          "test_accuracy": r.test, "dev_accuracy": r.dev, "mean": r.mean, "sd": r.sd,
+                          "difference_vs_baseline": r.difference.as_dict() if r.difference else None,
                           "trainable_fraction": r.trainable_fraction, "train_seconds": r.train_seconds,
                           "run_ids": r.run_ids} for r in rows], "comparison.json")
         _log_plots(result, parent)
@@ -219,13 +279,12 @@ def validate(cfg: CompareConfig) -> None:
         get_method(name)
 
 
-def paired_difference(a: MethodRow, b: MethodRow) -> tuple[float, float, int]:
-    """Mean and sd over the shared seeds of (a - b): both ran on the same splits, so the pairs line up."""
-    by_seed = dict(zip(b.seeds, b.test))
-    diffs = [x - by_seed[s] for s, x in zip(a.seeds, a.test) if s in by_seed]
-    if not diffs:
-        raise WorkbenchError(f"{a.method} and {b.method} share no seed")
-    return statistics.mean(diffs), statistics.stdev(diffs) if len(diffs) > 1 else 0.0, len(diffs)
+def paired_difference(a: MethodRow, b: MethodRow) -> PairedDifference:
+    """(a - b) over the seeds both ran: the same splits, so the pairs line up."""
+    try:
+        return paired_scores(a.by_seed, b.by_seed)
+    except ValueError:
+        raise WorkbenchError(f"{a.method} and {b.method} share no seed") from None
 
 
 def _log_plots(result: CompareResult, parent) -> None:
@@ -241,7 +300,7 @@ def _log_plots(result: CompareResult, parent) -> None:
         fig, ax = plt.subplots(figsize=(6.5, 4.5))
         for r in result.rows:
             x = r.trainable_fraction if key == "trainable_fraction" else statistics.mean(r.train_seconds)
-            ax.errorbar([x], [100 * r.mean], yerr=[100 * r.sd], fmt="o", capsize=4, label=r.method)
+            ax.errorbar([x], [100 * r.mean], yerr=[100 * (r.sd or 0.0)], fmt="o", capsize=4, label=r.method)
             ax.annotate(r.method, (x, 100 * r.mean), textcoords="offset points", xytext=(6, 4), fontsize=8)
         if log_x:
             ax.set_xscale("symlog", linthresh=1e-6)
@@ -253,4 +312,5 @@ def _log_plots(result: CompareResult, parent) -> None:
         plt.close(fig)
 
 
-__all__ = ["PROTOCOL_SEEDS", "CompareConfig", "CompareResult", "MethodRow", "compare", "paired_difference"]
+__all__ = ["PROTOCOL_SEEDS", "CompareConfig", "CompareResult", "MethodRow", "compare", "paired_difference",
+           "tuning_note"]

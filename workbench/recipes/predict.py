@@ -4,53 +4,73 @@ from __future__ import annotations
 
 import csv
 import json
+import os
 import tempfile
 from pathlib import Path
 
 import numpy as np
 
-from workbench.errors import ConfigError, WorkbenchError
 from workbench.adaptation.artifacts import ARTIFACT_DIR, CONFIG, load_trained
-from workbench.prompts import Verbalizer, parse_template
 from workbench.config import RunConfig
+from workbench.data import Example, get_task
+from workbench.data.registry import Table, read_table
+from workbench.errors import ConfigError, WorkbenchError
+from workbench.prompts import Verbalizer, parse_template
 from workbench.recipes.train import Prepared, prepare
-from workbench.data import Example
 from workbench.tracking import resolve_tracking_uri
 from workbench.training import predict
 
+PROGRESS_BAR_ENV = "MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR"
 
-def read_rows(path: Path, text_fields: tuple[str, ...]) -> list[Example]:
-    if not path.exists():
-        raise ConfigError(f"{path}: input file not found")
-    with open(path, newline="", encoding="utf-8") as f:
-        reader = csv.reader(f, delimiter="\t", quoting=csv.QUOTE_NONE)
-        header = next(reader, None) or []
-        missing = [t for t in text_fields if t not in header]
-        if missing:
-            raise ConfigError(f"{path}: header {header} lacks the task's text field(s) {missing}")
-        rows = []
-        for line, values in enumerate(reader, start=2):
-            if len(values) != len(header):
-                raise ConfigError(f"{path}: line {line}: {len(values)} columns, header has {len(header)}")
-            rows.append(Example(f"input-{line - 2}", {k: v.strip() for k, v in zip(header, values)}, 0))
-    return rows
+
+def read_input(path: str | Path) -> Table:
+    """The input file (TSV with a header), checked before any run or model is touched."""
+    return read_table(Path(path), "input file", suffix=".tsv")
+
+
+def read_rows(path: str | Path | Table, text_fields: tuple[str, ...]) -> list[Example]:
+    """The rows to label: every text field of the task must be a column of the header."""
+    table = path if isinstance(path, Table) else read_input(path)
+    header = list(table.header or ())
+    missing = [t for t in text_fields if t not in header]
+    if missing:
+        raise ConfigError(f"{table.path}: line 1: the header {header} has no column {missing[0]!r}; the run's task "
+                          f"reads text field(s) {list(text_fields)}")
+    return [Example(f"input-{i}", {k: v.strip() for k, v in row.items()}, 0) for i, (_, row) in enumerate(table.rows)]
+
+
+def _check_output(output: str | Path | None) -> None:
+    if output is None:
+        return
+    out = Path(output)
+    if out.is_dir():
+        raise ConfigError(f"--out {output}: is a directory; give the path of the TSV file to write")
+    if not out.parent.is_dir():
+        raise ConfigError(f"--out {output}: folder {out.parent} does not exist")
 
 
 def fetch_run(run_id: str, tracking_uri: str | None, into: Path) -> Path:
     import mlflow
 
     uri = resolve_tracking_uri(tracking_uri)
+    bar = os.environ.get(PROGRESS_BAR_ENV)
+    os.environ[PROGRESS_BAR_ENV] = "false"  # a few kilobytes: a progress bar would only break a one-line error
     try:
         return Path(mlflow.artifacts.download_artifacts(run_id=run_id, artifact_path=ARTIFACT_DIR,
                                                         dst_path=str(into), tracking_uri=uri))
     except Exception as e:  # MLflow raises several types for a missing run or artifact
         raise WorkbenchError(f"run {run_id!r} in {uri}: no saved method artifact ({str(e).splitlines()[0]}). "
                              f"Runs of methods that train most weights are saved only with save: always") from None
+    finally:
+        if bar is None:
+            os.environ.pop(PROGRESS_BAR_ENV, None)
+        else:
+            os.environ[PROGRESS_BAR_ENV] = bar
 
 
-def rebuild(folder: Path) -> Prepared:
-    """The run's model, built again from its saved config (with its exact template and label words)."""
-    resolved = json.loads((folder / CONFIG).read_text())
+def saved_config(folder: Path) -> RunConfig:
+    """The run's config as saved with its method, with its exact template and label words."""
+    resolved = json.loads((folder / CONFIG).read_text(encoding="utf-8"))
     runtime = resolved.get("runtime") or {}
     tree = {k: v for k, v in resolved.items() if k != "runtime"}
     tree["tracking"] = {**tree.get("tracking", {}), "progress": False}
@@ -58,16 +78,25 @@ def rebuild(folder: Path) -> Prepared:
         tree["prompt"]["template"] = parse_template(runtime["template_text"], "run template")
     if runtime.get("label_words"):
         tree["prompt"]["verbalizer"] = Verbalizer(tuple(tuple(w) for w in runtime["label_words"]), "run verbalizer")
-    prepared = prepare(RunConfig.from_dict(tree, str(folder / CONFIG)))
+    return RunConfig.from_dict(tree, str(folder / CONFIG))
+
+
+def rebuild(folder: Path, cfg: RunConfig | None = None) -> Prepared:
+    """The run's model, built again from its saved config (`saved_config`)."""
+    prepared = prepare(cfg if cfg is not None else saved_config(folder))
     load_trained(prepared.model, folder)
     return prepared
 
 
 def predict_run(run_id: str, input_path: str | Path, tracking_uri: str | None = None,
                 output: str | Path | None = None) -> list[dict]:
+    table = read_input(input_path)  # bad input is refused before the run is fetched or a model loads
+    _check_output(output)
     with tempfile.TemporaryDirectory() as tmp:
-        prepared = rebuild(fetch_run(run_id, tracking_uri, Path(tmp)))
-    rows = read_rows(Path(input_path), prepared.task.text_fields)
+        folder = fetch_run(run_id, tracking_uri, Path(tmp))
+        cfg = saved_config(folder)
+        rows = read_rows(table, get_task(cfg.task).text_fields)
+        prepared = rebuild(folder, cfg)
     enc = [prepared.encoder.encode(r) for r in rows]
     scores = predict(prepared.model, enc, prepared.encoder.tokenizer.pad_token_id)
     probs = np.exp(scores - scores.max(-1, keepdims=True))

@@ -2,10 +2,12 @@
 
 1. an Optuna study for (task, method, model, shots) until it holds the requested trials, each trial a
    `workbench.train` run scored on the few-shot dev split;
-2. the best configuration trained on the protocol's seeds, beside the baseline (its own sweep's best
-   if one exists, or a small sweep of its own with `baseline_trials`, else its defaults) on the same
-   splits; runs already in the store with the same config are reused;
-3. the paired difference over seeds with its spread.
+2. the baseline (full fine-tuning by default) gets the same tuning effort: a study of its own with as many
+   trials and the same step budget (an existing one of at least that size is reused), unless
+   `baseline_trials` says otherwise, in which case the table says the tuning was unequal;
+3. both best configurations trained on the protocol's seeds, on the same splits; runs already in the store
+   with the same config are reused;
+4. the paired difference over seeds with its 95% interval (`workbench.stats`).
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ from workbench.config.space import candidate_values, parse_param
 from workbench.errors import ConfigError
 from workbench.recipes.compare import PROTOCOL_SEEDS, CompareConfig, CompareResult, compare, paired_difference
 from workbench.recipes.train import train
+from workbench.stats import PairedDifference
 from workbench.sweeps import StudyResult, StudySpec, TrialHandle, TrialOutcome, run_study, study_name
 
 
@@ -48,14 +51,16 @@ class SweepConfig(Section):
     final_seeds: list[int] = option(default_factory=lambda: list(PROTOCOL_SEEDS), role="study",
                                     help="seeds for the best config and the baseline; [] stops after the study")
     baseline: str | None = option("finetune", role="study", help="method to compare with; null: no comparison")
-    baseline_trials: int = option(0, min=0, help="a small sweep of the baseline first (resumed if it exists)")
+    baseline_trials: int | None = option(None, min=0, help="trials of the baseline's own study (resumed if it exists); "
+                                                           "null: as many as `trials` (equal effort); 0: its "
+                                                           "defaults, untuned (the table says so)")
 
 
 @dataclass
 class SweepResult:
     study: StudyResult
     comparison: CompareResult | None
-    difference: tuple[float, float, int] | None  # mean, sd, n of (method - baseline) over seeds
+    difference: PairedDifference | None  # (method - baseline) over seeds
 
 
 @dataclass
@@ -152,11 +157,14 @@ def sweep(cfg: SweepConfig, log=print) -> SweepResult:
 
     p = plan(cfg)
     baseline = None if cfg.baseline == p.method.name else cfg.baseline  # sweeping the baseline itself
+    baseline_trials = cfg.trials if cfg.baseline_trials is None else cfg.baseline_trials
     baseline_plan = None
-    if baseline and cfg.baseline_trials:
-        baseline_plan = plan(SweepConfig(run=cfg.run.with_overrides({"method": baseline}), trials=cfg.baseline_trials,
-                                         storage=cfg.storage, resume=True, pruner=cfg.pruner,
-                                         trial_eval_limit=cfg.trial_eval_limit, final_seeds=[], baseline=None))
+    if baseline and baseline_trials:
+        # Equal effort: the same trial count, and the same run settings (step budget, eval limit) as the method's.
+        baseline_plan = plan(SweepConfig(run=cfg.run.with_overrides({"method": baseline}), trials=baseline_trials,
+                                         storage=cfg.storage, resume=True, pruner=cfg.pruner, timeout=cfg.timeout,
+                                         max_failures=cfg.max_failures, trial_eval_limit=cfg.trial_eval_limit,
+                                         final_seeds=[], baseline=None))
     resolve_model(p.base.model)  # a missing model fails here, not in every trial
     result = run_study(p.spec, objective(p.base), log=log)
     log(f"best trial: dev accuracy {result.best_value}  params {result.best_params}  ({result.n_complete} complete, "
@@ -164,21 +172,20 @@ def sweep(cfg: SweepConfig, log=print) -> SweepResult:
     if not cfg.final_seeds or result.best_value is None:
         return SweepResult(result, None, None)
     if baseline_plan is not None:
-        log(f"baseline sweep: {baseline}, {cfg.baseline_trials} trials")
+        log(f"baseline: {baseline}, a study of {baseline_trials} trials at the same budget (equal effort)")
         run_study(baseline_plan.spec, objective(baseline_plan.base), log=log)
     methods = [p.method.name] + ([baseline] if baseline else [])
     comparison = compare(CompareConfig(
         task=cfg.run.task, methods=methods, model=cfg.run.model, shots=cfg.run.shots, seeds=list(cfg.final_seeds),
         overrides={**shared_settings(cfg.run), "tracking.uri": p.spec.tracking_uri},
-        configs={p.method.name: {**p.spec.fixed, **result.best_params}}, storage=cfg.storage,
-        run_name=f"final-{result.study_name}"), log=log)
+        configs={p.method.name: {**p.spec.fixed, **result.best_params}},
+        trials={p.method.name: result.n_complete + result.n_pruned}, baseline=baseline or p.method.name,
+        storage=cfg.storage, run_name=f"final-{result.study_name}"), log=log)
     log("\n" + comparison.table())
     diff = None
     if baseline:
         diff = paired_difference(comparison.rows[0], comparison.rows[1])
-        mean, sd, n = diff
-        log(f"\n{p.method.name} - {baseline}: {100 * mean:+.1f} ± {100 * sd:.1f} points {comparison.eval_split} "
-            f"accuracy (mean ± sd of the paired difference over {n} seeds, the same splits)")
+        log(f"\n{p.method.name} - {baseline}, {comparison.eval_split} accuracy on the same splits: {diff.describe()}")
     return SweepResult(result, comparison, diff)
 
 

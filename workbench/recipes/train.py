@@ -55,6 +55,8 @@ class Prepared:
     task: TaskSpec
     method: Method
     split: FewShotSplit
+    eval_split: str
+    eval_rows: list  # the rows of the evaluation split that are scored (eval.limit applied)
     template: Template | None
     verbalizer: Verbalizer | None
     model: PromptClassifier
@@ -66,23 +68,31 @@ class Prepared:
 def load_pvp(cfg: RunConfig, task: TaskSpec, method: Method) -> tuple[Template | None, Verbalizer | None]:
     """Template and verbalizer (objects, or read from their files), checked against the task; (None, None)
     for methods that read plain input."""
+    from workbench.prompts.template import soft_as_words
+
     if not method.uses_verbalizer:
         return None, None
     template = cfg.prompt.template
+    template_id = None
     if not isinstance(template, Template):
         path = Path(template) if template else _builtin_file(resources.template_file(task.name), task, "template")
         templates = load_templates(path)
         if cfg.prompt.template_id not in templates:
             raise ConfigError(f"{path}: no template with id {cfg.prompt.template_id}; ids are {sorted(templates)}",
                               field="prompt.template_id")
-        template = templates[cfg.prompt.template_id]
+        template_id = cfg.prompt.template_id
+        template = templates[template_id]
     if not template.has_mask:
         raise ConfigError(f"{template.source}: template has no {{\"mask\"}}; method {method.name!r} reads the "
                           f"label word at the mask", field="prompt.template")
+    if method.rewrite_template is None:  # only p-tuning (the method with a rewrite hook) trains soft slots
+        template = soft_as_words(template, method.name, template_id)
     verbalizer = cfg.prompt.verbalizer
     if not isinstance(verbalizer, Verbalizer):
         verbalizer = load_verbalizer(verbalizer or _builtin_file(resources.verbalizer_file(task.name), task,
                                                                  "verbalizer"))
+    for problem in verbalizer.word_problems():  # a file's are refused when it is read; an object's here
+        raise ConfigError(str(problem), field="prompt.verbalizer")
     verbalizer.check_classes(task.label_names)
     return template, verbalizer
 
@@ -107,6 +117,8 @@ def prepare(cfg: RunConfig, backbone=None) -> Prepared:
     task = get_task(cfg.task)
     method = method_for_options(cfg.method)
     split = few_shot_split(task, cfg.shots, cfg.seed)
+    eval_split = cfg.eval.split or task.eval_split
+    eval_rows = task.load_split(eval_split)[: cfg.eval.limit]  # read now: a bad file fails before the model loads
     template, verbalizer = load_pvp(cfg, task, method)
     if template is not None and method.rewrite_template is not None:
         template = method.rewrite_template(template, cfg.method)
@@ -131,7 +143,7 @@ def prepare(cfg: RunConfig, backbone=None) -> Prepared:
     model = method.build(ctx, cfg.method).to(device)
     if method.after_build is not None:
         encoder = method.after_build(ctx, cfg.method, model, encoder)
-    return Prepared(task, method, split, template, verbalizer, model, encoder, ref, device)
+    return Prepared(task, method, split, eval_split, eval_rows, template, verbalizer, model, encoder, ref, device)
 
 
 def _context_length(ref, backbone) -> int:
@@ -146,6 +158,7 @@ def resolved_tree(cfg: RunConfig) -> dict[str, Any]:
     """The config tree with the defaults that depend on other choices filled in: learning rate, split."""
     tree = cfg.to_dict()
     tree["train"]["lr"] = effective_lr(cfg)
+    tree["train"]["batch_size"] = effective_batch_size(cfg)
     tree["eval"]["split"] = cfg.eval.split or get_task(cfg.task).eval_split
     return tree
 
@@ -173,6 +186,11 @@ def effective_lr(cfg: RunConfig) -> float:
     return cfg.train.lr if cfg.train.lr is not None else method_for_options(cfg.method).default_lr
 
 
+def effective_batch_size(cfg: RunConfig) -> int:
+    b = cfg.train.batch_size
+    return b if b is not None else method_for_options(cfg.method).default_batch_size
+
+
 def run_name(cfg: RunConfig, task: TaskSpec) -> str:
     return f"{cfg.method_name}-{task.name}-k{cfg.shots}-s{cfg.seed}"
 
@@ -181,6 +199,49 @@ def run_tags(cfg: RunConfig, task: TaskSpec, split: FewShotSplit, eval_split: st
     return {"task": task.name, "method": cfg.method_name, "model": cfg.model, "seed": str(cfg.seed),
             "shots": str(cfg.shots), "split_fingerprint": split.fingerprint, "eval_split": eval_split,
             **{f"model/{k}": str(v) for k, v in identity.items()}}
+
+
+@dataclass
+class Scored:
+    """What training and evaluating a prepared run produced, before anything is logged."""
+
+    dev_accuracy: float
+    test_metrics: dict[str, float]
+    eval_rows: list  # the rows the reported number was computed on
+    scores: Any  # numpy [rows, classes]
+    eval_seconds: float
+    fit: Any  # the trainer's TrainResult; None for a method that does not train
+
+
+def fit_and_score(p: Prepared, cfg: RunConfig, on_log: Callable[[int, dict], None] | None = None) -> Scored:
+    """Train the prepared model (when the method trains) with the best dev state restored, then score the dev
+    split and the evaluation split. No tracking: `train` logs what this returns."""
+    import numpy as np
+
+    from workbench.data import compute_metrics
+    from workbench.training import TrainerConfig, predict
+    from workbench.training import train as train_loop
+
+    encoder, pad_id = p.encoder, p.encoder.tokenizer.pad_token_id
+    eval_rows = p.eval_rows
+    dev_enc = [encoder.encode(e) for e in p.split.dev]
+    eval_enc = [encoder.encode(e) for e in eval_rows]
+    fit = None
+    if p.method.trains:
+        t = cfg.train
+        tcfg = TrainerConfig(max_steps=t.max_steps, lr=effective_lr(cfg), batch_size=effective_batch_size(cfg),
+                             grad_accum=t.grad_accum, warmup_ratio=t.warmup_ratio, weight_decay=t.weight_decay,
+                             eval_every=t.eval_every, patience=t.patience, eval_batch_size=cfg.eval.batch_size,
+                             seed=cfg.seed, progress=cfg.tracking.progress)
+        fit = train_loop(p.model, [encoder.encode(e) for e in p.split.train], dev_enc, pad_id, tcfg, on_log=on_log)
+    dev_scores = predict(p.model, dev_enc, pad_id, cfg.eval.batch_size)
+    dev_acc = float((dev_scores.argmax(-1) == np.array([e.label for e in dev_enc])).mean())
+    start = time.perf_counter()
+    scores = predict(p.model, eval_enc, pad_id, cfg.eval.batch_size, progress=cfg.tracking.progress,
+                     desc=p.eval_split)
+    eval_seconds = time.perf_counter() - start
+    test = compute_metrics([e.label for e in eval_rows], scores.argmax(-1).tolist())
+    return Scored(dev_acc, test, eval_rows, scores, eval_seconds, fit)
 
 
 def train(cfg: RunConfig, backbone=None, on_eval: Callable[[int, float], None] | None = None,
@@ -192,24 +253,12 @@ def train(cfg: RunConfig, backbone=None, on_eval: Callable[[int, float], None] |
     exists; `on_eval(step, dev_accuracy)` at every evaluation, e.g. to report to a pruner: an exception
     it raises stops training and marks the run failed with that error.
     """
-    import numpy as np
-
     from workbench.adaptation.artifacts import ARTIFACT_DIR, save_trained
-    from workbench.data import compute_metrics
     from workbench.tracking import RunTracker
-    from workbench.training import TrainerConfig, predict
-    from workbench.training import train as train_loop
     from workbench.training.trainer import peak_memory_mb
 
     p = prepare(cfg, backbone)
-    task, method, split, model, encoder = p.task, p.method, p.split, p.model, p.encoder
-    eval_split = cfg.eval.split or task.eval_split
-    eval_rows = task.load_split(eval_split)[: cfg.eval.limit]
-    pad_id = encoder.tokenizer.pad_token_id
-    train_enc = [encoder.encode(e) for e in split.train]
-    dev_enc = [encoder.encode(e) for e in split.dev]
-    eval_enc = [encoder.encode(e) for e in eval_rows]
-
+    task, split, model, eval_split = p.task, p.split, p.model, p.eval_split
     trainable, total = model.count_parameters()
     resolved = resolved_config(cfg, p)
     tags = run_tags(cfg, task, split, eval_split, p.ref.identity)
@@ -220,45 +269,34 @@ def train(cfg: RunConfig, backbone=None, on_eval: Callable[[int, float], None] |
         tracker.log_config(resolved)
         tracker.log_dict(split.ids, "split_ids.json")
         tracker.log_metrics({"trainable_params": trainable, "trainable_fraction": trainable / total})
-        train_seconds, final_step = 0.0, 0
-        if method.trains:
-            t = cfg.train
-            tcfg = TrainerConfig(max_steps=t.max_steps, lr=effective_lr(cfg), batch_size=t.batch_size,
-                                 grad_accum=t.grad_accum, warmup_ratio=t.warmup_ratio, weight_decay=t.weight_decay,
-                                 eval_every=t.eval_every, patience=t.patience, eval_batch_size=cfg.eval.batch_size,
-                                 seed=cfg.seed, progress=cfg.tracking.progress)
 
-            def on_log(step: int, metrics: dict) -> None:
-                tracker.log_metrics(metrics, step)
-                if on_eval is not None and "eval/accuracy" in metrics:
-                    on_eval(step, metrics["eval/accuracy"])
+        def on_log(step: int, metrics: dict) -> None:
+            tracker.log_metrics(metrics, step)
+            if on_eval is not None and "eval/accuracy" in metrics:
+                on_eval(step, metrics["eval/accuracy"])
 
-            result = train_loop(model, train_enc, dev_enc, pad_id, tcfg, on_log=on_log)
-            train_seconds, final_step = result.seconds, result.steps
-            tracker.log_metrics({"train/seconds": result.seconds, "train/examples_per_s": result.examples_per_s,
-                                 "best_step": result.best_step})
+        out = fit_and_score(p, cfg, on_log)
+        final_step = 0
+        if out.fit is not None:
+            final_step = out.fit.steps
+            tracker.log_metrics({"train/seconds": out.fit.seconds, "train/examples_per_s": out.fit.examples_per_s,
+                                 "best_step": out.fit.best_step})
             if _should_save(cfg.tracking.save, trainable / total):
                 with tempfile.TemporaryDirectory() as tmp:
                     save_trained(model, Path(tmp), resolved)
                     tracker.log_artifacts(tmp, ARTIFACT_DIR)
-        dev_scores = predict(model, dev_enc, pad_id, cfg.eval.batch_size)
-        dev_acc = float((dev_scores.argmax(-1) == np.array([e.label for e in dev_enc])).mean())
-        start = time.perf_counter()
-        scores = predict(model, eval_enc, pad_id, cfg.eval.batch_size, progress=cfg.tracking.progress,
-                         desc=eval_split)
-        eval_seconds = time.perf_counter() - start
-        preds = scores.argmax(-1).tolist()
-        labels = [e.label for e in eval_rows]
-        test = compute_metrics(labels, preds)
+        rows = out.eval_rows
+        labels = [e.label for e in rows]
+        preds = out.scores.argmax(-1).tolist()
         # Logged at the last step so MLflow's compare view (latest value) shows the restored best state's score.
-        tracker.log_metrics({"eval/accuracy": dev_acc, **{f"test/{k}": v for k, v in test.items()},
-                             "test/examples_per_s": len(eval_rows) / max(eval_seconds, 1e-9),
-                             "test/rows": len(eval_rows),
+        tracker.log_metrics({"eval/accuracy": out.dev_accuracy, **{f"test/{k}": v for k, v in out.test_metrics.items()},
+                             "test/examples_per_s": len(rows) / max(out.eval_seconds, 1e-9),
+                             "test/rows": len(rows),
                              "peak_mem_mb": peak_memory_mb(p.device)}, step=final_step)
-        tracker.log_predictions([e.guid for e in eval_rows], labels, preds, scores, task.label_names)
+        tracker.log_predictions([e.guid for e in rows], labels, preds, out.scores, task.label_names)
         tracker.log_confusion(labels, preds, task.label_names)
-        return RunResult(tracker.run_id, dev_acc, test, eval_split, len(eval_rows), trainable, trainable / total,
-                         train_seconds, cfg)
+        return RunResult(tracker.run_id, out.dev_accuracy, out.test_metrics, eval_split, len(rows), trainable,
+                         trainable / total, out.fit.seconds if out.fit else 0.0, cfg)
 
 
 def _should_save(policy: str, fraction: float) -> bool:
@@ -266,4 +304,4 @@ def _should_save(policy: str, fraction: float) -> bool:
     return policy == "always" or (policy == "auto" and fraction < SAVE_AUTO_MAX_FRACTION)
 
 
-__all__ = ["Prepared", "RunResult", "identity_params", "load_pvp", "prepare", "train"]
+__all__ = ["Prepared", "RunResult", "Scored", "fit_and_score", "identity_params", "load_pvp", "prepare", "train"]

@@ -14,12 +14,15 @@ class PromptClassifier(nn.Module):
     """
 
     def __init__(self, model: nn.Module, head: nn.Module, input_transform: nn.Module | None = None,
-                 backbone_lr: float | None = None):
+                 backbone_lr: float | None = None, head_lr: float | None = None):
         super().__init__()
         self.model = model
         self.head = head
         self.input_transform = input_transform
-        self.backbone_lr = backbone_lr  # a separate, usually smaller, rate for backbone weights that train
+        # Separate rates where the parts want different ones: a pretrained backbone that trains wants a small
+        # one (P-tuning with a tuned backbone), a randomly initialised head a large one (full fine-tuning).
+        self.backbone_lr = backbone_lr
+        self.head_lr = head_lr
         self.register_buffer("class_offset", torch.zeros(0), persistent=False)  # calibration, when set
 
     def forward(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
@@ -35,14 +38,16 @@ class PromptClassifier(nn.Module):
             scores = scores.log_softmax(-1) - self.class_offset
         return scores
 
-    def param_groups(self, lr: float) -> list[dict] | None:
-        """Optimizer groups when the backbone trains at its own rate (P-tuning with a tuned backbone)."""
-        if self.backbone_lr is None:
-            return None
+    def param_groups(self, lr: float) -> list[dict]:
+        """Trainable parameters grouped by learning rate: the head at `head_lr`, the backbone at `backbone_lr`,
+        everything else (soft prompts, adapters outside the backbone) at `lr`; an unset rate is `lr`."""
         backbone = {id(p) for p in self.model.parameters()}
-        own = [p for p in self.trainable_parameters() if id(p) not in backbone]
-        body = [p for p in self.trainable_parameters() if id(p) in backbone]
-        return [g for g in ({"params": own, "lr": lr}, {"params": body, "lr": self.backbone_lr}) if g["params"]]
+        head = {id(p) for p in self.head.parameters()}
+        groups: dict[float, list[nn.Parameter]] = {}
+        for p in self.trainable_parameters():
+            rate = self.head_lr if id(p) in head else self.backbone_lr if id(p) in backbone else None
+            groups.setdefault(lr if rate is None else rate, []).append(p)
+        return [{"params": params, "lr": rate} for rate, params in groups.items()]
 
     def trainable_parameters(self) -> list[nn.Parameter]:
         return [p for p in self.parameters() if p.requires_grad]

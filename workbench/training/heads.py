@@ -56,15 +56,28 @@ class VerbalizerHead(nn.Module):
 
 
 class LinearHead(nn.Module):
-    """A classification head on the body's hidden state at the read-out position ([CLS] or last token)."""
+    """A classification head on the body's hidden states: the one at the read-out position ([CLS] or the last
+    token), or the mean over the input's tokens."""
 
-    def __init__(self, hidden_size: int, num_classes: int, dropout: float = 0.1):
+    POOLING = ("readout", "mean")
+
+    def __init__(self, hidden_size: int, num_classes: int, dropout: float = 0.1, pooling: str = "readout"):
         super().__init__()
+        if pooling not in self.POOLING:
+            raise ValueError(f"pooling {pooling!r}: expected one of {self.POOLING}")
+        self.pooling = pooling
         self.dropout = nn.Dropout(dropout)
         self.proj = nn.Linear(hidden_size, num_classes)
 
+    def features(self, model: nn.Module, readout: torch.Tensor, **inputs) -> torch.Tensor:
+        hidden = last_hidden_state(model, **inputs)
+        if self.pooling == "mean":
+            mask = inputs["attention_mask"].unsqueeze(-1).to(hidden.dtype)
+            return (hidden * mask).sum(1) / mask.sum(1).clamp(min=1)
+        return gather_rows(hidden, readout)
+
     def forward(self, model: nn.Module, readout: torch.Tensor, **inputs) -> torch.Tensor:
-        return self.proj(self.dropout(gather_rows(last_hidden_state(model, **inputs), readout))).float()
+        return self.proj(self.dropout(self.features(model, readout, **inputs))).float()
 
 
 def last_hidden_state(model: nn.Module, **inputs) -> torch.Tensor:

@@ -98,14 +98,13 @@ def accuracy(scores: np.ndarray, examples: list[EncodedExample]) -> float:
 
 
 def _optimizer(model: PromptClassifier, cfg: TrainerConfig, device: torch.device) -> torch.optim.Optimizer:
-    groups = model.param_groups(cfg.lr)
-    if groups is None:
-        params = model.trainable_parameters()
+    groups = []
+    for group in model.param_groups(cfg.lr):
         # No weight decay on biases and norms, as is usual for transformers.
-        decay = [p for p in params if p.ndim >= 2]
-        no_decay = [p for p in params if p.ndim < 2]
-        groups = [{"params": decay, "weight_decay": cfg.weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
-        groups = [g for g in groups if g["params"]]
+        decay = [p for p in group["params"] if p.ndim >= 2]
+        no_decay = [p for p in group["params"] if p.ndim < 2]
+        groups += [{"params": ps, "lr": group["lr"], "weight_decay": wd}
+                   for ps, wd in ((decay, cfg.weight_decay), (no_decay, 0.0)) if ps]
     fused = device.type == "cuda"
     return torch.optim.AdamW(groups, lr=cfg.lr, fused=fused) if fused else torch.optim.AdamW(groups, lr=cfg.lr)
 
