@@ -16,10 +16,10 @@ $(VENV)/.installed: pyproject.toml
 
 install: $(VENV)/.installed
 
-# The main job at a small budget: a 3-trial P-tuning sweep on SST-2 (16 shots per class), a 3-trial sweep of
+# The main job at a small budget: a 2-trial P-tuning sweep on SST-2 (16 shots per class), a 2-trial sweep of
 # full fine-tuning at the same budget (equal effort), then both best configs on three seeds with the paired
 # difference and its 95% interval. --resume lets a second `make demo` continue (and reuse) the same studies.
-DEMO_BUDGET := --trials 3 --max-steps 12 --eval-every 4 --trial-eval-limit 100 --final-seeds 13,21,42 --eval-limit 200
+DEMO_BUDGET := --trials 2 --max-steps 8 --eval-every 4 --trial-eval-limit 50 --final-seeds 13,21,42 --eval-limit 150
 demo: install
 	$(VENV)/bin/workbench models pull smollm2-135m
 	$(VENV)/bin/workbench sweep --method p-tuning --task sst2 $(DEMO_BUDGET) --resume

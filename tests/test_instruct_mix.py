@@ -58,7 +58,7 @@ def test_cap_above_size_takes_everything_and_dataset_holdout_removes_variants(tm
 
 def test_cluster_holdout_and_unknown_name():
     assert resolve_tasks(MixConfig(holdout=("math",))) == ["sst2", "sst5", "trec", "rte"]
-    with pytest.raises(WorkbenchError, match="neither a task"):
+    with pytest.raises(WorkbenchError, match="--holdout: .nope. is not allowed"):
         resolve_tasks(MixConfig(holdout=("nope",)))
 
 

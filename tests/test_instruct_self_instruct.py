@@ -168,6 +168,16 @@ def test_local_backend_batches_and_reports_finish_reason(tiny_backend):
     assert again[0].text == outs[0].text  # left padding does not change a greedy continuation
 
 
+def test_local_backend_reports_tokens_while_it_generates(tiny_backend):
+    seen = []
+    tiny_backend.progress_hook = lambda tokens, limit: seen.append((tokens, limit))
+    try:
+        tiny_backend.complete(["Hello there"], Decoding(max_tokens=5, temperature=0.0))
+    finally:
+        tiny_backend.progress_hook = None
+    assert seen and seen[-1][1] == 5 and [t for t, _ in seen] == sorted(t for t, _ in seen)
+
+
 def test_http_backend_against_a_real_server(tiny_backend):
     from workbench.instruct.server import make_server
 
@@ -187,7 +197,7 @@ def test_http_backend_against_a_real_server(tiny_backend):
 
 def test_unreachable_endpoint_names_the_url():
     with pytest.raises(WorkbenchError, match=r"cannot reach http://127\.0\.0\.1:9/v1/models"):
-        HTTPBackend("http://127.0.0.1:9/v1", retries=1)
+        HTTPBackend("http://127.0.0.1:9/v1", retries=0)
 
 
 def test_unreachable_endpoint_loses_nothing(tmp_path):
@@ -196,7 +206,7 @@ def test_unreachable_endpoint_loses_nothing(tmp_path):
     before = out.read_bytes()
     cfg = SelfInstructConfig(out=str(out), num=5, resume=True, log_mlflow=False, progress=False)
     backend = HTTPBackend.__new__(HTTPBackend)  # skip the /models probe: fail on the first generation call
-    backend.api_base, backend.timeout, backend.retries, backend.concurrency = "http://127.0.0.1:9/v1", 2, 1, 1
+    backend.api_base, backend.timeout, backend.retries, backend.concurrency = "http://127.0.0.1:9/v1", 2, 0, 1
     backend._headers, backend.model, backend.name = {}, "m", "m"
     with pytest.raises(WorkbenchError, match="cannot reach"):
         Generator(cfg, backend).run()

@@ -122,3 +122,29 @@ def test_verbalizer_head_needs_an_lm(tiny_mlm):
     encoder_only = Backbone(tiny_mlm.model.bert, tiny_mlm.tokenizer, ModelKind.ENCODER, "bert-body")
     with pytest.raises(ConfigError, match="use head=linear"):
         _setup(encoder_only, "prompt-tuning")
+
+
+@pytest.mark.parametrize("fixture", ["tiny_mlm", "tiny_causal"])
+def test_finetune_probe_init_starts_the_head_at_a_fitted_linear_probe(request, fixture):
+    """LP-FT: with head_init=probe the head, before any step, scores the training rows as a logistic regression
+    fitted on the frozen body's pooled features does; the random head does not start there."""
+    import numpy as np
+    from sklearn.linear_model import LogisticRegression
+
+    from workbench.training import predict
+
+    bb, model, data = _setup(request.getfixturevalue(fixture), "finetune", head_init="probe")
+    pad = bb.tokenizer.pad_token_id
+    batch = collate(data, pad)
+    model.eval()  # the body's dropout off, as when the probe was fitted
+    with torch.no_grad():
+        feats = model.head.features(model.model, batch["readout"], input_ids=batch["input_ids"],
+                                    attention_mask=batch["attention_mask"]).float().numpy()
+    labels = np.array([e.label for e in data])
+    probe = LogisticRegression(max_iter=2000).fit(feats, labels)
+    scores = predict(model, data, pad)
+    assert (scores.argmax(-1) == probe.predict(feats)).all()
+    # the two-class head is the probe's one row split in halves: score differences equal its decision function
+    assert np.allclose(scores[:, 1] - scores[:, 0], probe.decision_function(feats), atol=1e-3)
+    _, random_head, _ = _setup(request.getfixturevalue(fixture), "finetune")
+    assert not torch.allclose(random_head.head.proj.weight, model.head.proj.weight)

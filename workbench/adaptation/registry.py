@@ -64,6 +64,9 @@ class Method:
     space: SearchSpace = field(default_factory=SearchSpace)  # the default search space of `workbench sweep`
     uses_verbalizer: bool = True  # reads the label words at the template's mask (False: plain input, linear head)
     trains: bool = True  # False: evaluated as built (in-context learning)
+    # True: {"soft"} slots in the template are trained (P-tuning); else {"soft": "word"} is read as the word and
+    # a bare {"soft"} is refused, since an untrained slot would reach the model as a pad token.
+    trains_soft_slots: bool = False
     # Rewrites the template before encoding (P-tuning adds soft slots when the template has none).
     rewrite_template: Callable[[Template, Any], Template] | None = None
     # Positions the method adds to every input (prompt tuning's virtual tokens): they count against the context.

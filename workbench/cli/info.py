@@ -58,7 +58,8 @@ def describe_method(name: str) -> str:
     from workbench.config import field_help
 
     m = get_method(name)
-    lines = [f"{m.name}: {m.summary}", f"  default learning rate: {m.default_lr:g}" if m.trains else "  no training",
+    trains = f"  default learning rate: {m.default_lr:g}, batch size: {m.default_batch_size}"
+    lines = [f"{m.name}: {m.summary}", trains if m.trains else "  no training",
              f"  reads: {'the label words at the template mask' if m.uses_verbalizer else 'plain input'}",
              "  options (--option NAME=VALUE, or method.NAME=VALUE):"]
     rows = field_help(m.options)

@@ -5,14 +5,14 @@ from __future__ import annotations
 
 import json
 import os
+import threading
 import time
 import urllib.error
 import urllib.request
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Protocol
 
-from workbench.errors import WorkbenchError
+from workbench.errors import ConfigError, WorkbenchError
 
 DEFAULT_MODEL = "smollm2-135m"
 
@@ -47,11 +47,41 @@ def cut_at_stop(text: str, stop: tuple[str, ...]) -> tuple[str, bool]:
     return (text[:cut], True) if cut >= 0 else (text, False)
 
 
+def resolve_local_model(model: str, flag: str = "--model"):
+    """The model's reference (config only, no weights), so a bad name fails before anything loads."""
+    from workbench.instruct.checks import model_name
+    from workbench.models.backbone import resolve_model
+
+    model_name(flag, model)
+    try:
+        return resolve_model(model, "causal")
+    except WorkbenchError as e:
+        raise ConfigError(f"{flag}: {str(e).splitlines()[0]}") from None
+
+
+def _progress_criteria(hook, prompt_len: int, limit: int):
+    """A stopping criterion that never stops: it reports the tokens generated so far (for the progress bar)."""
+    import torch
+    from transformers import StoppingCriteria, StoppingCriteriaList
+
+    class Progress(StoppingCriteria):
+        def __call__(self, input_ids, scores, **kwargs):
+            hook(int(input_ids.shape[1]) - prompt_len, limit)
+            return torch.zeros(input_ids.shape[0], dtype=torch.bool, device=input_ids.device)
+
+    return StoppingCriteriaList([Progress()])
+
+
 class LocalBackend:
     """Batched generation with a transformers causal LM; prompts are left-padded within a batch."""
 
     def __init__(self, model, tokenizer, name: str = "local", batch_size: int = 8, chat: bool = False,
                  max_prompt_tokens: int | None = None, threads: int | None = None):
+        from workbench.instruct import checks as C
+
+        C.integer("--batch-size", batch_size, lo=1)
+        if threads is not None:
+            C.integer("--threads", threads, lo=1, hi=max(1, os.cpu_count() or 1) * 4)
         if threads:
             import torch
 
@@ -64,12 +94,15 @@ class LocalBackend:
         # Self-Instruct prompts a base model with raw text; a chat model can get them as one user turn.
         self.chat = chat
         self.max_prompt_tokens = max_prompt_tokens
+        # Called as progress_hook(tokens generated, max tokens) while a batch generates (the progress bar).
+        self.progress_hook = None
 
     @classmethod
     def load(cls, model: str = DEFAULT_MODEL, **kwargs) -> LocalBackend:
         from workbench.models import load_backbone
 
-        bb = load_backbone(model, kind="causal")
+        ref = resolve_local_model(model)
+        bb = load_backbone(ref, kind="causal")
         return cls(bb.model, bb.tokenizer, name=model, **kwargs)
 
     def _format(self, prompt: str) -> str:
@@ -105,6 +138,9 @@ class LocalBackend:
             kwargs["repetition_penalty"] = d.repetition_penalty
         if d.stop:
             kwargs.update(stop_strings=list(d.stop), tokenizer=tok)
+        if self.progress_hook is not None:
+            prompt_len = enc["input_ids"].shape[1]
+            kwargs["stopping_criteria"] = _progress_criteria(self.progress_hook, prompt_len, d.max_tokens)
         if d.seed is not None:
             torch.manual_seed(d.seed)
         with torch.inference_mode():
@@ -124,59 +160,145 @@ class LocalBackend:
         return results
 
 
+DEFAULT_TIMEOUT = 60.0  # seconds one HTTP attempt may take (connect, first byte, whole answer)
+DEFAULT_RETRIES = 2  # further attempts after a timeout, a dropped connection, HTTP 429 or 5xx
+MAX_RESPONSE_BYTES = 64 * 1024 * 1024
+_RETRY_CODES = (429, 500, 502, 503, 504)
+
+
+class _Redirected(WorkbenchError):
+    pass
+
+
+class _RefuseRedirects(urllib.request.HTTPRedirectHandler):
+    """Never follow a redirect: urllib would send the Authorization header to wherever it points."""
+
+    def redirect_request(self, req, fp, code, msg, headers, newurl):
+        raise _Redirected(f"{req.full_url}: the server redirects (HTTP {code}) to {newurl}; redirects are not "
+                          f"followed, so the API key never leaves --api-base: pass the final address as --api-base")
+
+
+def check_api_base(api_base: str) -> str:
+    from urllib.parse import urlsplit
+
+    expected = "an http:// or https:// URL such as http://127.0.0.1:8000/v1"
+    if not isinstance(api_base, str) or not api_base.strip():
+        raise ConfigError(f"--api-base: {api_base!r} is not allowed; expected {expected}")
+    try:
+        parts = urlsplit(api_base.strip())
+        port = parts.port  # raises ValueError for a port that is not a number or out of range
+    except ValueError as e:
+        raise ConfigError(f"--api-base: {api_base!r} is not allowed; expected {expected} ({e})") from None
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ConfigError(f"--api-base: {api_base!r} is not allowed; expected {expected}")
+    if parts.username or parts.password:
+        raise ConfigError(f"--api-base: {api_base!r} is not allowed; expected a URL without a user or password "
+                          f"(pass the key with --api-key-env)")
+    if parts.query or parts.fragment:
+        raise ConfigError(f"--api-base: {api_base!r} is not allowed; expected a URL without ?query or #fragment")
+    del port
+    return api_base.strip().rstrip("/")
+
+
 class HTTPBackend:
-    """An OpenAI-compatible `/completions` endpoint; one request per prompt, a few in flight at once."""
+    """An OpenAI-compatible `/completions` endpoint; one request per prompt, a few in flight at once.
+
+    Each attempt gets `timeout` seconds; a timeout, a dropped connection, HTTP 429 or 5xx is retried up to
+    `retries` times (1 s, 2 s, 4 s ... apart), so one request takes at most about timeout x (retries + 1)
+    plus the pauses. Once a request has failed for good, the others of the batch stop too. Redirects are
+    refused (urllib would forward the Authorization header to the new host).
+    """
 
     def __init__(self, api_base: str, model: str | None = None, api_key_env: str | None = None,
-                 concurrency: int = 4, timeout: float = 300.0, retries: int = 3):
-        self.api_base = api_base.rstrip("/")
-        self.timeout = timeout
-        self.retries = retries
-        self.concurrency = concurrency
+                 concurrency: int = 4, timeout: float = DEFAULT_TIMEOUT, retries: int = DEFAULT_RETRIES):
+        from workbench.instruct import checks as C
+
+        self.api_base = check_api_base(api_base)
+        self.timeout = C.number("--timeout", timeout, lo=0, lo_open=True, what="seconds per HTTP attempt")
+        self.retries = C.integer("--retries", retries, lo=0, hi=10)
+        self.concurrency = C.integer("--concurrency", concurrency, lo=1, hi=256)
         self._headers = {"Content-Type": "application/json"}
-        if api_key_env:
+        if api_key_env is not None:
+            if not api_key_env.strip():
+                raise ConfigError("--api-key-env: '' is not allowed; expected the name of an environment variable")
             key = os.environ.get(api_key_env)
             if not key:
-                raise WorkbenchError(f"--api-key-env {api_key_env}: that environment variable is not set")
+                raise ConfigError(f"--api-key-env {api_key_env}: that environment variable is not set (or empty)")
             self._headers["Authorization"] = f"Bearer {key}"
         self.model = model or self._first_model()
         self.name = f"{self.model}@{self.api_base}"
 
-    def _request(self, path: str, payload: dict | None = None) -> dict:
+    @property
+    def _opener(self):
+        opener = getattr(self, "_opener_cache", None)
+        if opener is None:
+            opener = self._opener_cache = urllib.request.build_opener(_RefuseRedirects)
+        return opener
+
+    def _attempt(self, req: urllib.request.Request) -> bytes:
+        """One request, the whole answer within `timeout` seconds (read in pieces, the clock checked between)."""
+        deadline = time.monotonic() + self.timeout
+        with self._opener.open(req, timeout=self.timeout) as resp:
+            chunks, size = [], 0
+            while True:
+                if time.monotonic() > deadline:
+                    raise TimeoutError("timed out")
+                chunk = resp.read1(65536)
+                if not chunk:
+                    return b"".join(chunks)
+                size += len(chunk)
+                if size > MAX_RESPONSE_BYTES:
+                    raise WorkbenchError(f"{req.full_url}: the answer is larger than {MAX_RESPONSE_BYTES >> 20} MiB")
+                chunks.append(chunk)
+
+    def _request(self, path: str, payload: dict | None = None, abort: threading.Event | None = None) -> dict:
         url = f"{self.api_base}{path}"
         data = json.dumps(payload).encode() if payload is not None else None
-        last: Exception | None = None
-        for attempt in range(self.retries):
+        attempts = self.retries + 1
+        for attempt in range(attempts):
+            if abort is not None and abort.is_set():
+                raise WorkbenchError(f"{url}: cancelled, another request failed")
             req = urllib.request.Request(url, data=data, headers=self._headers,
                                          method="POST" if data is not None else "GET")
             try:
-                with urllib.request.urlopen(req, timeout=self.timeout) as resp:
-                    return json.loads(resp.read().decode())
+                body = self._attempt(req)
             except urllib.error.HTTPError as e:
-                body = e.read().decode(errors="replace")[:300]
-                if e.code in (429, 500, 502, 503, 504) and attempt + 1 < self.retries:
-                    last = e
-                    time.sleep(2 ** attempt)
+                try:
+                    text = e.read(300).decode(errors="replace")
+                except OSError:
+                    text = ""
+                e.close()
+                if e.code in _RETRY_CODES and attempt + 1 < attempts:
+                    time.sleep(min(2 ** attempt, 8))
                     continue
-                raise WorkbenchError(f"{url}: HTTP {e.code}: {body}") from None
+                text = " ".join(text.split())[:200]
+                raise WorkbenchError(f"{url}: HTTP {e.code}" + (f": {text}" if text else "")) from None
             except (urllib.error.URLError, ConnectionError, TimeoutError, OSError) as e:
                 reason = getattr(e, "reason", e)
-                last = e
-                if attempt + 1 < self.retries:
-                    time.sleep(0.5 * 2 ** attempt)
+                timed_out = isinstance(reason, TimeoutError) or "timed out" in str(reason)
+                if attempt + 1 < attempts:
+                    time.sleep(min(2 ** attempt, 8))
                     continue
-                raise WorkbenchError(f"cannot reach {url}: {reason}") from None
-            except json.JSONDecodeError:
-                raise WorkbenchError(f"{url}: the response is not JSON") from None
-        raise WorkbenchError(f"{url}: failed after {self.retries} attempts ({last})")
+                tries = f"{attempts} attempt{'s' if attempts > 1 else ''}"
+                if timed_out:
+                    raise WorkbenchError(f"{url}: no answer within {self.timeout:g} s ({tries}); is the server "
+                                         f"busy? raise --timeout or --retries") from None
+                raise WorkbenchError(f"cannot reach {url}: {reason} ({tries})") from None
+            try:
+                return json.loads(body.decode("utf-8"))
+            except (UnicodeDecodeError, json.JSONDecodeError):
+                raise WorkbenchError(f"{url}: the response is not JSON; is --api-base an OpenAI-compatible "
+                                     f"endpoint (ending in /v1)?") from None
+        raise AssertionError("unreachable")
 
     def _first_model(self) -> str:
-        models = self._request("/models").get("data") or []
-        if not models:
+        body = self._request("/models")
+        models = body.get("data") if isinstance(body, dict) else None
+        if not isinstance(models, list) or not models or not isinstance(models[0], dict) or "id" not in models[0]:
             raise WorkbenchError(f"{self.api_base}/models lists no model; pass --model")
-        return models[0]["id"]
+        return str(models[0]["id"])
 
-    def _one(self, prompt: str, d: Decoding) -> Completion:
+    def _one(self, prompt: str, d: Decoding, abort: threading.Event | None = None) -> Completion:
         payload = {"model": self.model, "prompt": prompt, "max_tokens": d.max_tokens, "temperature": d.temperature,
                    "top_p": d.top_p, "presence_penalty": d.presence_penalty,
                    "frequency_penalty": d.frequency_penalty}
@@ -184,10 +306,12 @@ class HTTPBackend:
             payload["stop"] = list(d.stop)[:4]  # the OpenAI API accepts at most 4
         if d.seed is not None:
             payload["seed"] = d.seed
-        body = self._request("/completions", payload)
+        body = self._request("/completions", payload, abort)
         try:
             choice = body["choices"][0]
             text = choice["text"]
+            if not isinstance(text, str):
+                raise TypeError
         except (KeyError, IndexError, TypeError):
             raise WorkbenchError(f"{self.api_base}/completions: unexpected response {str(body)[:200]}") from None
         # Servers that ignore `stop` still get the same cut.
@@ -195,5 +319,43 @@ class HTTPBackend:
         return Completion(text, choice.get("finish_reason") or "stop")
 
     def complete(self, prompts: list[str], decoding: Decoding) -> list[Completion]:
-        with ThreadPoolExecutor(max_workers=max(1, min(self.concurrency, len(prompts)))) as pool:
-            return list(pool.map(lambda p: self._one(p, decoding), prompts))
+        """One request per prompt, `concurrency` in flight, on daemon threads: the first failure (or Ctrl-C) returns
+        at once, without waiting for requests still in flight; those stop before their next attempt."""
+        n = len(prompts)
+        if n == 0:
+            return []
+        results: list[Completion | None] = [None] * n
+        errors: list[BaseException] = []
+        lock = threading.Lock()
+        abort, done = threading.Event(), threading.Event()
+        state = {"next": 0, "left": n}
+
+        def worker() -> None:
+            while not abort.is_set():
+                with lock:
+                    i = state["next"]
+                    if i >= n:
+                        return
+                    state["next"] += 1
+                try:
+                    results[i] = self._one(prompts[i], decoding, abort)
+                except BaseException as e:  # noqa: BLE001 - handed to the caller's thread
+                    with lock:
+                        errors.append(e)
+                    abort.set()
+                    done.set()
+                    return
+                with lock:
+                    state["left"] -= 1
+                    if state["left"] == 0:
+                        done.set()
+
+        for _ in range(max(1, min(self.concurrency, n))):
+            threading.Thread(target=worker, daemon=True, name="workbench-http").start()
+        try:
+            done.wait()
+        finally:
+            abort.set()
+        if errors:
+            raise errors[0]
+        return results  # type: ignore[return-value]

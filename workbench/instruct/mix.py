@@ -15,9 +15,16 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Callable
 
-from workbench.errors import WorkbenchError
-from workbench.instruct.sources import CLUSTERS, SourceData, cluster_of, load_source
-from workbench.instruct.templates import TemplateSet, default_templates_dir, load_template_set, render
+from workbench.errors import ConfigError, WorkbenchError
+from workbench.instruct import checks as C
+from workbench.instruct.sources import ARITHMETIC, CLASSIFICATION, CLUSTERS, SourceData, cluster_of, load_source
+from workbench.instruct.templates import (
+    TEMPLATES_DIR_ENV,
+    TemplateSet,
+    default_templates_dir,
+    load_template_set,
+    render,
+)
 
 ALL_TASKS = ("sst2", "sst5", "trec", "rte", "gsm8k", "gsm8k_cot", "multiarith", "svamp")
 X_Y_DELIMITER = "\n\n"  # Flan v2 defaults
@@ -53,6 +60,62 @@ class Mixture:
     summary: dict = field(default_factory=dict)
 
 
+def check_config(cfg: MixConfig) -> None:
+    """Every check that needs no data: values, task names, template folder and output folder."""
+    for flag, value in (("--cap", cfg.cap), ("--max-per-dataset", cfg.max_per_dataset),
+                        ("--token-budget", cfg.token_budget)):
+        C.integer(flag, value, lo=1)
+    C.integer("--seed", cfg.seed)
+    if cfg.total is not None:
+        C.integer("--total", cfg.total, lo=1, what="the mixture size with --rates")
+        if not cfg.rates:
+            raise ConfigError("--total: only applies with --rates (the proportional mixture's size is the sum "
+                              "of the capped task sizes); add --rates or drop --total")
+    C.number("--zero-shot-ratio", cfg.zero_shot_ratio, lo=0, hi=1)
+    C.number("--options-ratio", cfg.options_ratio, lo=0, hi=1)
+    shots = tuple(cfg.shots) if isinstance(cfg.shots, (tuple, list)) else cfg.shots
+    if (not isinstance(shots, tuple) or not shots
+            or not all(isinstance(k, int) and not isinstance(k, bool) and k >= 1 for k in shots)):
+        C.refuse("--shots", ",".join(map(str, shots)) if isinstance(shots, tuple) else shots,
+                 "a comma-separated list of integers >= 1, e.g. 1,2,3,5")
+    if cfg.template_assignment not in ("round_robin", "random"):
+        C.refuse("--template-assignment", cfg.template_assignment, "round_robin or random")
+    tasks = tuple(cfg.tasks)
+    given = ",".join(tasks)
+    if not tasks:
+        C.refuse("--tasks", given, "at least one task")
+    for t in tasks:
+        if not isinstance(t, str) or not t.strip():
+            C.refuse("--tasks", given, "comma-separated task names with none empty")
+    dup = next((t for i, t in enumerate(tasks) if t in tasks[:i]), None)
+    if dup is not None:
+        C.refuse("--tasks", given, f"each task once ({dup!r} is given twice)")
+    tdir = Path(cfg.templates_dir) if cfg.templates_dir else default_templates_dir()
+    flag = "--templates-dir" if cfg.templates_dir else TEMPLATES_DIR_ENV
+    if not tdir.is_dir():
+        raise ConfigError(f"{flag} {tdir}: " + ("is not a folder" if tdir.exists() else "folder not found") +
+                          "; expected a folder of <task>.yaml template files")
+    available = sorted(p.stem for p in tdir.glob("*.yaml"))
+    if cfg.rates is not None:
+        if not cfg.rates:
+            C.refuse("--rates", "", "name=rate pairs, e.g. sst2=1,trec=2")
+        for name, rate in cfg.rates.items():
+            C.number(f"--rates {name}", rate, lo=0, what="a mixing rate")
+        if sum(cfg.rates.values()) <= 0:
+            C.refuse("--rates", ",".join(f"{k}={v:g}" for k, v in cfg.rates.items()), "at least one rate > 0")
+        if tasks != ALL_TASKS and set(tasks) != set(cfg.rates):
+            raise ConfigError("--tasks: not used with --rates (the rates name the tasks); drop --tasks")
+    names = list(cfg.rates) if cfg.rates else list(tasks)
+    flag_tasks = "--rates" if cfg.rates else "--tasks"
+    for t in names:
+        if t not in available:
+            raise ConfigError(f"{flag_tasks}: {t!r} is not allowed; expected a task with a template file in {tdir} "
+                              f"({', '.join(available) or 'none there'})")
+    if cfg.out is None or not str(cfg.out).strip():
+        C.refuse("--out", cfg.out, "an output folder")
+    C.output_folder(cfg.out, "--out")
+
+
 def resolve_tasks(cfg: MixConfig) -> list[str]:
     tasks = list(cfg.rates) if cfg.rates else list(cfg.tasks)
     known = set(ALL_TASKS) | set(tasks)
@@ -63,14 +126,14 @@ def resolve_tasks(cfg: MixConfig) -> list[str]:
         elif name in known or any(_dataset_name(t) == name for t in tasks):
             excluded.add(name)
         else:
-            raise WorkbenchError(f"--holdout {name!r} is neither a task ({', '.join(sorted(known))}) nor a cluster "
-                                 f"({', '.join(CLUSTERS)})")
+            raise ConfigError(f"--holdout: {name!r} is not allowed; expected a task or dataset "
+                              f"({', '.join(sorted(known))}) or a cluster ({', '.join(CLUSTERS)})")
     # Holding out a dataset also removes its variants (e.g. gsm8k removes gsm8k_cot), as FLAN removes a
     # held-out task's every template set.
     kept = [t for t in tasks if t not in excluded and _dataset_name(t) not in excluded
             and cluster_of(_dataset_name(t)) not in excluded]
     if not kept:
-        raise WorkbenchError("no task left after the held-out tasks were removed")
+        raise ConfigError(f"--holdout: {','.join(cfg.holdout)!r} leaves no task in the mixture; hold out fewer tasks")
     return kept
 
 
@@ -89,13 +152,21 @@ def token_counter(name: str | None) -> Callable[[str], int]:
 
     from workbench.models import ALIASES, pull
 
-    tok = AutoTokenizer.from_pretrained(pull(name) if name in ALIASES else name)
+    C.model_name("--tokenizer", name)
+    try:
+        tok = AutoTokenizer.from_pretrained(pull(name) if name in ALIASES else name)
+    except (OSError, ValueError, TypeError) as e:
+        first = (str(e).strip().splitlines() or [type(e).__name__])[0][:200]
+        raise ConfigError(f"--tokenizer: {name!r} is not allowed; expected a model alias "
+                          f"({', '.join(sorted(ALIASES))}) or a local model folder ({first})") from None
     return lambda text: len(tok(text, add_special_tokens=False)["input_ids"])
 
 
 def build_mixture(cfg: MixConfig, write: bool = True) -> Mixture:
     """Build (and by default write) the mixture. Every template file is validated before any data is written."""
+    check_config(cfg)
     tasks = resolve_tasks(cfg)
+    count_tokens = token_counter(cfg.tokenizer)  # a bad --tokenizer fails before any data is read
     tdir = Path(cfg.templates_dir) if cfg.templates_dir else default_templates_dir()
     sources: dict[str, SourceData] = {}
     plans: list[tuple[str, TemplateSet, SourceData]] = []
@@ -104,6 +175,9 @@ def build_mixture(cfg: MixConfig, write: bool = True) -> Mixture:
         header = load_template_set(path)  # structure first, then fields against the data
         if header.task != task:
             raise WorkbenchError(f"{path}: says task {header.task!r}, expected {task!r}")
+        if header.dataset not in CLASSIFICATION + ARITHMETIC:
+            raise ConfigError(f"{path}: dataset {header.dataset!r} is not built in; expected one of "
+                              f"{', '.join(CLASSIFICATION + ARITHMETIC)}")
         if header.dataset not in sources:
             sources[header.dataset] = load_source(header.dataset, header.answers, cfg.max_per_dataset)
         src = sources[header.dataset]
@@ -111,7 +185,6 @@ def build_mixture(cfg: MixConfig, write: bool = True) -> Mixture:
         plans.append((task, tset, src))
 
     counts = _counts(cfg, [(t, len(s.rows)) for t, _, s in plans])
-    count_tokens = token_counter(cfg.tokenizer)
     records: list[dict] = []
     for task, tset, src in plans:
         rng = random.Random(f"{cfg.seed}:{task}")
@@ -132,7 +205,7 @@ def _counts(cfg: MixConfig, sizes: list[tuple[str, int]]) -> dict[str, int]:
     total = cfg.total if cfg.total is not None else sum(capped.values())
     weights = {t: float(cfg.rates[t]) for t, _ in sizes}
     if any(w < 0 for w in weights.values()) or sum(weights.values()) <= 0:
-        raise WorkbenchError("mixing rates must be non-negative and not all zero")
+        raise ConfigError("--rates: every task left after --holdout has rate 0; give one of them a rate > 0")
     # Largest remainder, so the counts add up to the total exactly.
     norm = sum(weights.values())
     exact = {t: total * w / norm for t, w in weights.items()}

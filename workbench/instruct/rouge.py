@@ -76,6 +76,10 @@ class NoveltyIndex:
     """A growing pool of texts; `check` says whether a candidate's ROUGE-L against every item is <= threshold."""
 
     def __init__(self, threshold: float = DEFAULT_THRESHOLD):
+        # Above 1 nothing is ever rejected (ROUGE-L F <= 1) and at 0 or below everything is: both turn the
+        # filter into a no-op or a wall, so they are refused rather than honoured.
+        if not isinstance(threshold, (int, float)) or not 0 < threshold <= 1:
+            raise ValueError(f"threshold {threshold!r}: expected a number > 0 and <= 1")
         self.threshold = threshold
         self._tokenizer = rouge_tokenizer()
         self._vocab: dict[str, int] = {}

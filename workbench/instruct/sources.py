@@ -7,14 +7,16 @@ options for classification tasks. The arithmetic files' formats are described in
 from __future__ import annotations
 
 import json
+import math
 import os
 import re
 from dataclasses import dataclass
 from pathlib import Path
 
-from workbench.errors import ConfigError, WorkbenchError
 from workbench.data import get_task
 from workbench.data.registry import DATA_DIR_ENV
+from workbench.errors import ConfigError, WorkbenchError
+from workbench.instruct.checks import read_text_lines
 
 CLASSIFICATION = ("sst2", "sst5", "trec", "rte")
 ARITHMETIC = ("gsm8k", "multiarith", "svamp")
@@ -73,9 +75,23 @@ def _data_dir(name: str) -> Path:
     return Path(root) / name
 
 
-def _number(value) -> str:
-    x = float(value)
+def _number(value, where: str, key: str) -> str:
+    try:
+        x = float(value)
+        if not math.isfinite(x):
+            raise ValueError
+    except (TypeError, ValueError):
+        raise ConfigError(f"{where}: field {key!r} must be a number, got {value!r}") from None
     return str(int(x)) if x == int(x) else repr(x)
+
+
+def _field(record: dict, key: str, where: str, kind: type = str):
+    if key not in record:
+        raise ConfigError(f"{where}: missing field {key!r}")
+    value = record[key]
+    if kind is not None and not isinstance(value, kind):
+        raise ConfigError(f"{where}: field {key!r} must be {kind.__name__}, got {type(value).__name__}")
+    return value
 
 
 def _gsm8k(folder: Path) -> list[Row]:
@@ -83,13 +99,21 @@ def _gsm8k(folder: Path) -> list[Row]:
     path = folder / "train.jsonl"
     rows = []
     for line_no, text in _lines(path):
+        where = f"{path}: line {line_no}"
         try:
             raw = json.loads(text)
-            solution, answer = raw["answer"].rsplit("####", 1)
-        except (json.JSONDecodeError, KeyError, ValueError, AttributeError):
-            raise ConfigError(f"{path}: line {line_no}: expected JSON with 'question' and 'answer' ending in '#### n'")
+        except json.JSONDecodeError as e:
+            raise ConfigError(f"{where}: not valid JSON ({e.msg}); expected one object with 'question' and "
+                              f"'answer' per line") from None
+        if not isinstance(raw, dict):
+            raise ConfigError(f"{where}: expected a JSON object with 'question' and 'answer'")
+        question = _field(raw, "question", where)
+        full = _field(raw, "answer", where)
+        if "####" not in full:
+            raise ConfigError(f"{where}: field 'answer' must end in '#### <number>'")
+        solution, answer = full.rsplit("####", 1)
         rationale = "\n".join(s.strip() for s in _CALC.sub("", solution).strip().splitlines() if s.strip())
-        rows.append(Row(f"train-{line_no}", {"question": raw["question"].strip(), "answer": answer.strip(),
+        rows.append(Row(f"train-{line_no}", {"question": question.strip(), "answer": answer.strip(),
                                              "rationale": rationale}))
     return rows
 
@@ -97,36 +121,54 @@ def _gsm8k(folder: Path) -> list[Row]:
 def _multiarith(folder: Path) -> list[Row]:
     # MultiArith and SVAMP ship a single (test) file; a mixture that includes them cannot evaluate on them.
     path = folder / "test.json"
-    return [Row(f"test-{r['iIndex']}", {"question": r["sQuestion"].strip(), "answer": _number(r["lSolutions"][0])})
-            for r in _json_array(path)]
+    rows = []
+    for k, r in enumerate(_json_array(path)):
+        where = f"{path}: record {k}"
+        solutions = _field(r, "lSolutions", where, list)
+        if not solutions:
+            raise ConfigError(f"{where}: field 'lSolutions' is empty")
+        rows.append(Row(f"test-{_field(r, 'iIndex', where, None)}",
+                        {"question": _field(r, "sQuestion", where).strip(),
+                         "answer": _number(solutions[0], where, "lSolutions")}))
+    return rows
 
 
 def _svamp(folder: Path) -> list[Row]:
     path = folder / "test.json"
     rows = []
-    for r in _json_array(path):
-        body, question = r["Body"].strip(), r["Question"].strip()
+    for k, r in enumerate(_json_array(path)):
+        where = f"{path}: record {k}"
+        body, question = _field(r, "Body", where).strip(), _field(r, "Question", where).strip()
         full = body + (" " if body.endswith(".") else ". ") + question
-        rows.append(Row(f"test-{r['ID']}", {"question": full, "answer": _number(r["Answer"])}))
+        rows.append(Row(f"test-{_field(r, 'ID', where, None)}",
+                        {"question": full, "answer": _number(_field(r, "Answer", where, None), where, "Answer")}))
     return rows
 
 
-def _lines(path: Path):
+def _check_exists(path: Path) -> None:
     if not path.exists():
         raise WorkbenchError(f"{path} does not exist (check {DATA_DIR_ENV})")
-    with open(path, encoding="utf-8") as f:
-        for i, text in enumerate(f, start=1):
-            if text.strip():
-                yield i, text
+    if path.is_dir():
+        raise ConfigError(f"{path}: is a folder; expected a data file (check {DATA_DIR_ENV})")
+
+
+def _lines(path: Path):
+    _check_exists(path)
+    for i, text in read_text_lines(path, "data file"):
+        if text.strip():
+            yield i, text
 
 
 def _json_array(path: Path) -> list[dict]:
-    if not path.exists():
-        raise WorkbenchError(f"{path} does not exist (check {DATA_DIR_ENV})")
+    _check_exists(path)
+    text = "\n".join(line for _, line in read_text_lines(path, "data file"))
     try:
-        data = json.loads(path.read_text(encoding="utf-8"))
+        data = json.loads(text)
     except json.JSONDecodeError as e:
         raise ConfigError(f"{path}: line {e.lineno}: not JSON ({e.msg})") from None
     if not isinstance(data, list):
-        raise ConfigError(f"{path}: expected a JSON array")
+        raise ConfigError(f"{path}: expected a JSON array of records")
+    for k, r in enumerate(data):
+        if not isinstance(r, dict):
+            raise ConfigError(f"{path}: record {k}: expected a JSON object, got {type(r).__name__}")
     return data

@@ -25,6 +25,7 @@ from pathlib import Path
 import yaml
 
 from workbench.errors import ConfigError
+from workbench.instruct.checks import read_text_lines
 
 TEMPLATES_DIR_ENV = "WORKBENCH_TEMPLATES_DIR"
 OPTIONS_FIELD = "options_"
@@ -78,22 +79,21 @@ def load_template_set(path: str | Path, available_fields: set[str] | None = None
                       num_classes: int | None = None) -> TemplateSet:
     """Read and validate one template file. `available_fields` are the fields the task's examples have."""
     path = Path(path)
-    try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise ConfigError(f"{path}: template file not found") from None
-    try:
-        root = yaml.compose(text)
-        raw = yaml.safe_load(text)
-    except yaml.YAMLError as e:
-        mark = getattr(e, "problem_mark", None)
-        where = f"line {mark.line + 1}: " if mark else ""
-        raise ConfigError(f"{path}: {where}not valid YAML ({getattr(e, 'problem', e)})") from None
+    if not path.exists():
+        raise ConfigError(f"{path}: template file not found; check --templates-dir or {TEMPLATES_DIR_ENV}")
+    from workbench.config.yaml_io import parse_yaml
+
+    # The shared loader: aliases (a "billion laughs" file), duplicate keys and bad UTF-8 are refused by line.
+    text = "\n".join(line for _, line in read_text_lines(path, "template file (YAML)"))
+    doc = parse_yaml(text, str(path))
+    root, raw = doc.root, doc.data
     if not isinstance(raw, dict) or not isinstance(raw.get("templates"), list):
         raise ConfigError(f"{path}: expected a mapping with a 'templates' list")
     for key in ("task",):
         if not isinstance(raw.get(key), str):
             raise ConfigError(f"{path}: field {key!r} must be a string")
+    if "dataset" in raw and not isinstance(raw["dataset"], str):
+        raise ConfigError(f"{path}: field 'dataset' must be a string")
     lines = _template_lines(root)
     templates = []
     for i, item in enumerate(raw["templates"]):
@@ -106,8 +106,11 @@ def load_template_set(path: str | Path, available_fields: set[str] | None = None
         unknown = set(item) - {"input", "target", "turned_around"}
         if unknown:
             raise ConfigError(f"{path}: line {line}: template {i}: unknown key(s) {sorted(unknown)}")
+        if not isinstance(item.get("turned_around", False), bool):
+            raise ConfigError(f"{path}: line {line}: template {i}: 'turned_around' must be true or false, "
+                              f"got {item['turned_around']!r}")
         try:
-            tpl = InstructionTemplate(i, item["input"], item["target"], bool(item.get("turned_around", False)), line)
+            tpl = InstructionTemplate(i, item["input"], item["target"], item.get("turned_around", False), line)
             tpl.fields()
         except ValueError as e:  # unbalanced braces
             raise ConfigError(f"{path}: line {line}: template {i}: bad placeholder syntax ({e})") from None

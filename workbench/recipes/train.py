@@ -85,7 +85,7 @@ def load_pvp(cfg: RunConfig, task: TaskSpec, method: Method) -> tuple[Template |
     if not template.has_mask:
         raise ConfigError(f"{template.source}: template has no {{\"mask\"}}; method {method.name!r} reads the "
                           f"label word at the mask", field="prompt.template")
-    if method.rewrite_template is None:  # only p-tuning (the method with a rewrite hook) trains soft slots
+    if not method.trains_soft_slots:
         template = soft_as_words(template, method.name, template_id)
     verbalizer = cfg.prompt.verbalizer
     if not isinstance(verbalizer, Verbalizer):

@@ -98,6 +98,7 @@ register_method(Method(
 register_method(Method(
     name="p-tuning", summary="soft tokens inside the template from an LSTM/MLP prompt encoder (Liu et al.)",
     options=PTuningOptions, build=build_p_tuning, default_lr=1e-3, rewrite_template=add_soft_slots,
+    trains_soft_slots=True,
     space=SearchSpace({"train.lr": Float(1e-4, 3e-2, log=True),
                        "method.prompt_encoder": Categorical(["lstm", "mlp", "none"]),
                        "method.num_soft": Int(2, 16, step=2), "train.warmup_ratio": Float(0.0, 0.2),
