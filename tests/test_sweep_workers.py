@@ -54,7 +54,7 @@ def test_stopped_sweep_resumes_without_losing_or_repeating_trials(tmp_path, tiny
             study = load(storage)
             if study is not None and finished(study):
                 running = [t for t in study.get_trials() if t.state == TrialState.RUNNING
-                           and "mlflow_run_id" in t.user_attrs]  # past its first evaluation: mid-training
+                           and "mlflow_run_id" in t.user_attrs]  # its MLflow run has started
                 if running:
                     break
             time.sleep(0.3)
@@ -163,3 +163,62 @@ def postgres_url():
 
 def test_two_workers_share_one_postgres_study(tmp_path, tiny_mlm_dir, postgres_url):
     run_two_workers(tmp_path, tiny_mlm_dir, postgres_url)
+
+
+def test_trial_killed_before_its_first_evaluation_leaves_no_run_running(tmp_path, tiny_mlm_dir):
+    """kill -9 right after a trial's MLflow run starts (its only evaluation is at the end): the run is already
+    linked to its trial both ways, and the next start of the study ends it KILLED; so is a child run of the sweep
+    that died before any link was made."""
+    storage = f"sqlite:///{tmp_path / 'optuna.db'}"
+    cmd = sweep_cmd(tiny_mlm_dir, storage, 1, 200, "--eval-every", "200")
+    proc = subprocess.Popen(cmd, cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline, running = time.monotonic() + 300, None
+    try:
+        while time.monotonic() < deadline and proc.poll() is None and not running:
+            study = load(storage)
+            running = study and [t for t in study.get_trials() if t.state == TrialState.RUNNING
+                                 and "mlflow_run_id" in t.user_attrs]
+            time.sleep(0.05)
+    finally:
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(timeout=60)
+    assert running, "the sweep never started a trial"
+    trial = running[0]
+    client = mlflow.MlflowClient()
+    run = client.get_run(trial.user_attrs["mlflow_run_id"])
+    assert "eval/accuracy" not in run.data.metrics, "killed after an evaluation: the test wants it before"
+    assert run.info.status == "RUNNING"
+    assert run.data.tags["optuna.study"] == "s" and run.data.tags["optuna.trial"] == str(trial.number)
+    assert run.data.tags["optuna.state"] == "RUNNING" and run.data.tags["sweep_trial"] == "true"
+    assert run.data.tags["workbench.worker"] == f"{socket.gethostname()}:{proc.pid}"
+
+    parent_id = load(storage).user_attrs["mlflow_parent_run_id"]
+    unlinked = _nested_run_then_die(tmp_path, parent_id, client.get_run(parent_id).info.experiment_id)
+    assert client.get_run(unlinked).info.status == "RUNNING"
+
+    out = subprocess.run(sweep_cmd(tiny_mlm_dir, storage, 1, 200, "--eval-every", "200", "--resume"), cwd=tmp_path,
+                         capture_output=True, text=True, timeout=600)
+    assert out.returncode == 0, out.stderr[-2000:]
+    run = client.get_run(trial.user_attrs["mlflow_run_id"])
+    assert run.info.status == "KILLED" and run.data.tags["optuna.state"] == "FAIL"
+    assert f"worker {socket.gethostname()}:{proc.pid} died during the" in run.data.tags["error"]
+    assert load(storage).trials[trial.number].state == TrialState.FAIL
+    orphan = client.get_run(unlinked)
+    assert orphan.info.status == "KILLED" and "died" in orphan.data.tags["error"]
+    left = mlflow.search_runs(search_all_experiments=True, filter_string="attributes.status = 'RUNNING'",
+                              output_format="list")
+    assert not left, [r.info.run_name for r in left]
+
+
+def _nested_run_then_die(tmp_path, parent_id: str, experiment_id: str) -> str:
+    """A process that starts a run under the sweep's parent and is killed before it can say which trial it is."""
+    code = ("import os, signal, mlflow\n"
+            "from workbench.tracking import RunTracker\n"
+            f"exp = mlflow.get_experiment({experiment_id!r}).name\n"
+            f"mlflow.set_experiment(exp); mlflow.start_run(run_id={parent_id!r})\n"
+            "t = RunTracker(exp, 'trial-without-a-link').__enter__()\n"
+            "print(t.run_id, flush=True)\n"
+            "os.kill(os.getpid(), signal.SIGKILL)\n")
+    out = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, capture_output=True, text=True, timeout=300)
+    assert out.returncode == -signal.SIGKILL, out.stderr[-2000:]
+    return out.stdout.split()[-1]

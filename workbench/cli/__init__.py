@@ -25,14 +25,15 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def error_message(e: WorkbenchError) -> str:
-    """One line; a config field is named with the flag that sets it."""
+    """One line; a config field is named with the flag that sets it; a password in a URL is shown as `***`."""
     from workbench.cli.flags import flag_for
+    from workbench.tracking.uris import redact_url
 
     text = str(e).splitlines()[0] if str(e) else type(e).__name__
     flag = flag_for(e.field) if isinstance(e, ConfigError) else None
     if flag and f"{e.field}:" in text:
         text = text.replace(f"{e.field}:", f"{e.field} ({flag}):", 1)
-    return text
+    return redact_url(text)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -20,7 +20,7 @@ def cmd_models(args: argparse.Namespace) -> None:
             print(f"{a.alias:14s} {a.kind:8s} {state:11s} {a.description}")
     elif args.action == "pull":
         for name in args.names or list(ALIASES):
-            print(f"{name}: {pull(name, force=args.force)}")
+            print(f"{name}: {pull(name, force=args.force, verify='full')}")
     elif args.action == "show":
         for name in args.names:
             ref = resolve_model(name)

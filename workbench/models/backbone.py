@@ -2,14 +2,19 @@
 
 from __future__ import annotations
 
+import difflib
 import enum
+import os
+import re
+import urllib.parse
+import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
 
 from workbench.errors import WorkbenchError
-from workbench.models.aliases import ALIASES, identity_of, pull
+from workbench.models.aliases import ALIASES, identity_of, pull, verify_folder
 
 
 class ModelKind(str, enum.Enum):
@@ -83,14 +88,67 @@ class ModelRef:
     identity: dict
 
 
+HF_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,95}(/[A-Za-z0-9_.-]{1,96})?")
+
+
+def _hub_check(name: str) -> tuple[str | None, str | None]:
+    """For a name that is neither an alias nor an existing folder: (why it cannot be a Hugging Face id, or None;
+    why the hub cannot be reached, or None: only the local Hugging Face cache is read then)."""
+    aliases = ", ".join(sorted(ALIASES))
+    if name.startswith(("/", "./", "../", "~", ".\\")) or name in (".", ".."):
+        return f"folder {name} does not exist", None
+    if not HF_ID.fullmatch(name) or ".." in name or name.endswith("."):
+        return f"not an alias ({aliases}), a local folder or a Hugging Face model id (org/name)", None
+    if "/" not in name:
+        close = difflib.get_close_matches(name, list(ALIASES), n=1, cutoff=0.75)
+        if close:
+            return f"unknown model alias; did you mean {close[0]!r}? Aliases are {aliases}", None
+    if os.environ.get("HF_HUB_OFFLINE", "").lower() in ("1", "true", "yes", "on"):
+        return None, "HF_HUB_OFFLINE is set"
+    from workbench.tracking.uris import reach
+
+    endpoint = urllib.parse.urlsplit(os.environ.get("HF_ENDPOINT") or "https://huggingface.co")
+    scheme, host = endpoint.scheme or "https", endpoint.hostname or ""
+    if scheme in urllib.request.getproxies() and not urllib.request.proxy_bypass(host):
+        return None, None  # a proxy would carry the request: let the hub client try
+    why = reach(scheme, host, endpoint.port)
+    return None, (f"the Hugging Face hub cannot be reached ({why})" if why else None)
+
+
 def resolve_model(name: str, kind: str | None = None) -> ModelRef:
-    """`name` is an offline alias, a local folder, or a Hugging Face model id (loaded from the hub)."""
+    """`name` is an offline alias, a local folder, or a Hugging Face model id (loaded from the hub).
+
+    An alias is pulled and checked (`pull`); a folder the workbench converted has its files checked against the
+    sha256 recorded at conversion; a name that cannot be a hub id, and a hub id while the hub cannot be reached
+    and the model is not in the local Hugging Face cache, are refused at once in one line."""
     from transformers import AutoConfig
 
-    path = str(pull(name)) if name in ALIASES else name
+    if not isinstance(name, str) or not name.strip():
+        raise WorkbenchError(f"model {name!r}: expected an alias ({', '.join(sorted(ALIASES))}), a local folder "
+                             f"or a Hugging Face model id")
+    offline = None
+    if name in ALIASES:
+        path = str(pull(name))
+    else:
+        path = name
+        local = Path(os.path.expanduser(name))
+        if local.exists():
+            if not local.is_dir():
+                raise WorkbenchError(f"cannot load model {name!r}: {local} is a file; expected a model folder "
+                                     f"(config.json, weights, tokenizer)")
+            path = str(local)
+            verify_folder(local)  # a folder converted by the workbench: its files must still hash right
+        else:
+            problem, offline = _hub_check(name)
+            if problem:
+                raise WorkbenchError(f"cannot load model {name!r}: {problem}")
     try:
-        config = AutoConfig.from_pretrained(path)
+        config = AutoConfig.from_pretrained(path, **({"local_files_only": True} if offline else {}))
     except (OSError, ValueError) as e:
+        if offline:
+            raise WorkbenchError(
+                f"cannot load model {name!r}: not an alias ({', '.join(sorted(ALIASES))}) or a local folder, "
+                f"{offline}, and it is not in the local Hugging Face cache") from None
         raise WorkbenchError(
             f"cannot load model {name!r}: {str(e).splitlines()[0]}. Use an alias ({', '.join(sorted(ALIASES))}), "
             f"a local folder, or a Hugging Face model id while online."

@@ -119,7 +119,7 @@ def plan(cfg: SweepConfig) -> Plan:
     fixed = {k: v for k, v in flat(base.to_dict()).items()
              if k in budget_and_search and k not in searched and not k.startswith("eval.")}
     uri = check_tracking_uri(run.tracking.uri)
-    name = cfg.study_name or study_name(task.name, method.name, run.model, run.shots)
+    name = cfg.study_name if cfg.study_name is not None else study_name(task.name, method.name, run.model, run.shots)
     tags = {"task": task.name, "method": method.name, "model": run.model, "shots": str(run.shots),
             "seed": str(run.seed)}
     spec = StudySpec(name=name, space=SearchSpace(searched, space.source), protocol=protocol, fixed=fixed,

@@ -254,15 +254,16 @@ def train(cfg: RunConfig, backbone=None, on_eval: Callable[[int, float], None] |
     it raises stops training and marks the run failed with that error.
     """
     from workbench.adaptation.artifacts import ARTIFACT_DIR, save_trained
-    from workbench.tracking import RunTracker
+    from workbench.tracking import RunTracker, check_tracking_uri
     from workbench.training.trainer import peak_memory_mb
 
+    uri = check_tracking_uri(cfg.tracking.uri)  # an unreachable or misplaced store fails before the model loads
     p = prepare(cfg, backbone)
     task, split, model, eval_split = p.task, p.split, p.model, p.eval_split
     trainable, total = model.count_parameters()
     resolved = resolved_config(cfg, p)
     tags = run_tags(cfg, task, split, eval_split, p.ref.identity)
-    with RunTracker(cfg.tracking.experiment or task.name, run_name(cfg, task), cfg.tracking.uri,
+    with RunTracker(cfg.tracking.experiment or task.name, run_name(cfg, task), uri,
                     tags=tags) as tracker:
         if on_start is not None:
             on_start(tracker.run_id)

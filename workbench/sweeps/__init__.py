@@ -4,8 +4,9 @@ The sweep recipe (`workbench.recipes.sweep`) turns a run config into a study spe
 this package never imports the recipes.
 """
 
-from workbench.sweeps.storage import DEFAULT_STORAGE, study_name
-from workbench.sweeps.study import StudyResult, StudySpec, TrialHandle, TrialOutcome, best_known, run_study
+from workbench.sweeps.storage import DEFAULT_STORAGE, check_storage, study_name
+from workbench.sweeps.study import (KnownBest, StudyResult, StudySpec, TrialHandle, TrialOutcome, best_known, run_study,
+                                    study_name_problem)
 
-__all__ = ["DEFAULT_STORAGE", "StudyResult", "StudySpec", "TrialHandle", "TrialOutcome", "best_known", "run_study",
-           "study_name"]
+__all__ = ["DEFAULT_STORAGE", "KnownBest", "StudyResult", "StudySpec", "TrialHandle", "TrialOutcome", "best_known",
+           "check_storage", "run_study", "study_name", "study_name_problem"]

@@ -10,8 +10,6 @@ from __future__ import annotations
 
 import hashlib
 import os
-import re
-import socket
 import time
 import warnings
 from pathlib import Path
@@ -20,32 +18,44 @@ import optuna
 from optuna.trial import TrialState
 
 from workbench.errors import WorkbenchError
+from workbench.tracking.uris import redact_url, storage_problem
+from workbench.tracking.workers import HOST, worker_alive, worker_id, worker_scope
 
 DEFAULT_STORAGE = "sqlite:///optuna.db"
+STORAGE_ENV = "WORKBENCH_SWEEP_STORAGE"
 HEARTBEAT_S = 30
 GRACE_S = 120
-WORKER = f"{socket.gethostname()}:{os.getpid()}"
+WORKER = worker_id()
+
+redact = redact_url  # the one redaction helper (workbench.tracking); kept under its old name
 
 
 def resolve_storage(url: str | None) -> str:
-    return url or os.environ.get("WORKBENCH_SWEEP_STORAGE") or DEFAULT_STORAGE
+    return url or os.environ.get(STORAGE_ENV) or DEFAULT_STORAGE
 
 
-def redact(url: str) -> str:
-    """The URL without its password, for logs and MLflow tags."""
-    return re.sub(r"(://[^:/@]+):[^@]*@", r"\1:***@", url)
+def describe_storage(url: str | None) -> str:
+    """The resolved storage URL, redacted, and where it came from when the caller did not give it."""
+    origin = "" if url or not os.environ.get(STORAGE_ENV) else f" (from ${STORAGE_ENV})"
+    return f"{redact_url(resolve_storage(url))!r}{origin}"
+
+
+def check_storage(url: str | None) -> str | None:
+    """Why the storage cannot work (malformed, unknown database, SQLite file in a missing folder, server not
+    answering), in a message naming it, or None. Quick; creates nothing."""
+    problem = storage_problem(resolve_storage(url))
+    return f"cannot open Optuna storage {describe_storage(url)}: {problem}" if problem else None
 
 
 def open_storage(url: str) -> optuna.storages.RDBStorage:
     """Open (and create the tables of) an Optuna RDB storage, or fail with one line naming the URL."""
+    problem = check_storage(url)
+    if problem:
+        raise WorkbenchError(problem)
     engine_kwargs: dict = {}
     if url.startswith("sqlite"):
         # several local workers: wait for the file lock instead of failing at once
         engine_kwargs = {"connect_args": {"timeout": 60}}
-        path = url.split("///", 1)[-1]
-        if path and path != ":memory:" and not Path(path).parent.exists():
-            raise WorkbenchError(f"cannot open Optuna storage {redact(url)!r}: "
-                                 f"folder {Path(path).parent} does not exist")
     elif url.startswith("postgresql"):
         engine_kwargs = {"connect_args": {"connect_timeout": 10}, "pool_pre_ping": True}
     from workbench.tracking import sqlite_lock
@@ -82,24 +92,13 @@ def study_name(task: str, method: str, model: str, shots: int) -> str:
     return f"{task}-{method}-{model_slug(model)}-k{shots}"
 
 
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
 def reap_dead_trials(study: optuna.Study, tracking_uri: str | None = None) -> list[int]:
-    """Mark FAIL the RUNNING trials whose worker process on this host is gone; return their numbers."""
-    host = socket.gethostname()
+    """Mark FAIL the RUNNING trials whose worker process on this host is gone (and end their MLflow runs KILLED);
+    return their numbers."""
     reaped = []
     for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
         worker = str(t.user_attrs.get("worker", ""))
-        w_host, _, w_pid = worker.rpartition(":")
-        if w_host != host or not w_pid.isdigit() or _pid_alive(int(w_pid)):
+        if worker_alive(worker, t.user_attrs.get("worker_scope")) is not False:
             continue
         try:
             study._storage.set_trial_user_attr(t._trial_id, "error", f"worker {worker} died during the trial")
@@ -107,19 +106,32 @@ def reap_dead_trials(study: optuna.Study, tracking_uri: str | None = None) -> li
                 reaped.append(t.number)
         except Exception:  # another worker reaped it first
             continue
-        _end_mlflow_run(t.user_attrs.get("mlflow_run_id"), tracking_uri)
+        end_trial_run(t.user_attrs.get("mlflow_run_id"), tracking_uri, f"worker {worker} died during the trial")
     return reaped
 
 
-def _end_mlflow_run(run_id: str | None, tracking_uri: str | None) -> None:
+def end_trial_run(run_id: str | None, tracking_uri: str | None, error: str, state: str = "FAIL") -> bool:
+    """End a trial's MLflow run KILLED with this error when it is still RUNNING (whether it was), and give its
+    `optuna.state` tag the trial's state if it still says RUNNING (another process may have ended the run)."""
     if not run_id:
-        return
+        return False
     try:
         import mlflow
 
         client = mlflow.MlflowClient(tracking_uri)
-        if client.get_run(run_id).info.status == "RUNNING":
-            client.set_tag(run_id, "error", "worker died during the trial")
-            client.set_terminated(run_id, "KILLED")
+        run = client.get_run(run_id)
+        if run.data.tags.get("optuna.state") == "RUNNING":
+            client.set_tag(run_id, "optuna.state", state)
+        if run.info.status != "RUNNING":
+            return False
+        client.set_tag(run_id, "error", redact_url(error)[:4000])
+        client.set_terminated(run_id, "KILLED")
+        return True
     except Exception:
-        pass
+        return False
+
+
+_end_mlflow_run = end_trial_run  # old name
+
+__all__ = ["DEFAULT_STORAGE", "HOST", "WORKER", "check_storage", "describe_storage", "end_trial_run", "open_storage",
+           "reap_dead_trials", "redact", "resolve_storage", "study_name", "worker_scope"]

@@ -10,7 +10,9 @@ or machines sharing one storage) stop together once the study holds that many fi
 from __future__ import annotations
 
 import json
+import math
 import time
+import unicodedata
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -20,11 +22,28 @@ from optuna.trial import TrialState
 
 from workbench.config.space import SearchSpace
 from workbench.errors import ConfigError, WorkbenchError
-from workbench.sweeps.storage import WORKER, open_storage, reap_dead_trials, redact, resolve_storage
-from workbench.tracking import RunTracker
+from workbench.sweeps.storage import (WORKER, check_storage, end_trial_run, open_storage, reap_dead_trials, redact,
+                                      resolve_storage, worker_scope)
+from workbench.tracking import RunTracker, reap_orphan_runs
 
 FINISHED = (TrialState.COMPLETE, TrialState.PRUNED)
 PRUNERS = ("median", "halving", "none")
+MAX_STUDY_NAME = 200  # Optuna stores up to 512 characters; the MLflow run is named sweep-<study>
+
+
+def study_name_problem(name: object) -> str | None:
+    """Why `name` cannot name a study, or None."""
+    if not isinstance(name, str):
+        return f"expected a string, got {type(name).__name__}"
+    if not name.strip():
+        return "empty"
+    if name != name.strip():
+        return f"{name!r} starts or ends with spaces"
+    if any(unicodedata.category(c).startswith("C") for c in name):
+        return f"{name!r} holds a control character (newline, tab, ...)"
+    if len(name) > MAX_STUDY_NAME:
+        return f"{len(name)} characters; at most {MAX_STUDY_NAME}"
+    return None
 
 
 @dataclass
@@ -43,8 +62,30 @@ class StudySpec:
     timeout: float | None = None
     resume: bool = False
     pruner: str = "median"
-    max_failures: int = 3
+    max_failures: int = 3  # stop after this many failed trials in a row; 1: at the first failure
     tags: dict[str, str] = field(default_factory=dict)  # tags of the parent run
+
+    def __post_init__(self) -> None:
+        """Refuse, in one line naming the field, what would fail only once the study runs (or run wrongly)."""
+        problem = study_name_problem(self.name)
+        if problem:
+            raise ConfigError(f"sweep.study_name: {problem}", field="sweep.study_name")
+        for name in ("trials", "max_failures"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ConfigError(f"sweep.{name}: {value!r} is not allowed; expected an integer >= 1",
+                                  field=f"sweep.{name}")
+        t = self.timeout
+        if t is not None and (isinstance(t, bool) or not isinstance(t, (int, float)) or math.isnan(t) or t <= 0):
+            raise ConfigError(f"sweep.timeout: {t!r} is not allowed; expected a number of seconds > 0 or null",
+                              field="sweep.timeout")
+        if self.pruner not in PRUNERS:
+            raise ConfigError(f"sweep.pruner: {self.pruner!r} is not allowed; expected one of {', '.join(PRUNERS)}",
+                              field="sweep.pruner")
+        problem = check_storage(self.storage)
+        if problem:
+            raise ConfigError(f"sweep.storage: {problem}" if self.storage else problem,
+                              field="sweep.storage" if self.storage else None)
 
 
 @dataclass
@@ -70,16 +111,21 @@ class StudyResult:
 class TrialHandle:
     """What the objective sees of its trial: its number, the pruner, and the run it trains in."""
 
-    def __init__(self, trial: optuna.Trial):
+    def __init__(self, trial: optuna.Trial, study_name: str | None = None, tracking_uri: str | None = None):
         self._trial = trial
         self.number = trial.number
+        self.study_name = study_name or trial.study.study_name
+        self.tracking_uri = tracking_uri
         self.run_id: str | None = None
 
     def started(self, run_id: str) -> None:
-        """Record the trial's MLflow run as soon as it exists, so a worker that dies mid-trial can be traced."""
+        """Link the trial and its MLflow run both ways as soon as the run exists (the trial's `mlflow_run_id`, the
+        run's `optuna.*` tags with state RUNNING), so a worker killed at any point of the trial leaves nothing
+        untraceable: the next worker or `--resume` ends that run."""
         if self.run_id != run_id:
             self.run_id = run_id
             self._trial.set_user_attr("mlflow_run_id", run_id)
+            _tag_trial_run(run_id, self.study_name, self.number, "RUNNING", uri=self.tracking_uri)
 
     def report(self, step: int, value: float) -> None:
         self._trial.report(value, step)
@@ -154,13 +200,35 @@ def _counts(study: optuna.Study) -> dict[TrialState, int]:
     return counts
 
 
-def _tag_trial_run(run_id: str, study_name: str, number: int, state: str, **extra: str) -> None:
+def _tag_trial_run(run_id: str, study_name: str, number: int, state: str, uri: str | None = None,
+                   **extra: str) -> None:
     import mlflow
     from mlflow.entities import RunTag
 
     tags = {"optuna.study": study_name, "optuna.trial": str(number), "sweep_trial": "true", "optuna.state": state,
             **extra}
-    mlflow.MlflowClient().log_batch(run_id, tags=[RunTag(k, v) for k, v in tags.items()])
+    mlflow.MlflowClient(uri).log_batch(run_id, tags=[RunTag(k, v) for k, v in tags.items()])
+
+
+def end_orphaned_trial_runs(study: optuna.Study, parent_run_id: str, tracking_uri: str | None) -> list[str]:
+    """End KILLED the trial runs left RUNNING in MLflow: those of failed trials (failed by the heartbeat check,
+    reaped, interrupted), and the children of the parent run whose worker process on this host is gone, linked
+    to a trial or not (killed before the link was made). Returns their run ids."""
+    import mlflow
+
+    ended = []
+    for t in study.get_trials(deepcopy=False, states=(TrialState.FAIL,)):
+        error = t.user_attrs.get("error") or f"trial {t.number} ended {t.state.name} while its run was RUNNING"
+        if end_trial_run(t.user_attrs.get("mlflow_run_id"), tracking_uri, error, t.state.name):
+            ended.append(t.user_attrs["mlflow_run_id"])
+    try:
+        client = mlflow.MlflowClient(tracking_uri)
+        parent = client.get_run(parent_run_id)
+        ended += reap_orphan_runs(client, [parent.info.experiment_id], parent_run_id=parent_run_id,
+                                  reason="died during the trial")
+    except Exception:  # best effort: the sweep goes on
+        pass
+    return ended
 
 
 def _wrap(spec: StudySpec, objective: Objective):
@@ -168,6 +236,8 @@ def _wrap(spec: StudySpec, objective: Objective):
 
     def optuna_objective(trial: optuna.Trial) -> float:
         trial.set_user_attr("worker", WORKER)
+        if worker_scope():
+            trial.set_user_attr("worker_scope", worker_scope())
         before = [t for t in trial.study.get_trials(deepcopy=False)
                   if t.number < trial.number and t.state in (*FINISHED, TrialState.RUNNING)]
         if len(before) >= spec.trials:  # another worker asked for a trial at the same moment
@@ -175,26 +245,29 @@ def _wrap(spec: StudySpec, objective: Objective):
             raise _BudgetReached()
         params = spec.space.sample(trial)
         trial.set_user_attr("overrides", _jsonable(params))
-        handle = TrialHandle(trial)
+        handle = TrialHandle(trial, spec.name, spec.tracking_uri)
         try:
             outcome = objective(params, handle)
         except optuna.TrialPruned:
             if handle.run_id:  # the run ended FAILED; a pruned trial was stopped on purpose
-                _tag_trial_run(handle.run_id, spec.name, trial.number, "PRUNED", pruned="true")
-                mlflow.MlflowClient().delete_tag(handle.run_id, "error")
-                mlflow.MlflowClient().set_terminated(handle.run_id, "KILLED")
+                _tag_trial_run(handle.run_id, spec.name, trial.number, "PRUNED", spec.tracking_uri, pruned="true")
+                client = mlflow.MlflowClient(spec.tracking_uri)
+                client.delete_tag(handle.run_id, "error")
+                client.set_terminated(handle.run_id, "KILLED")
             raise
         except KeyboardInterrupt:
             trial.set_user_attr("error", "interrupted (Ctrl-C)")
+            if handle.run_id:
+                _tag_trial_run(handle.run_id, spec.name, trial.number, "FAIL", spec.tracking_uri)
             raise
         except Exception as e:
             msg = str(e).strip().splitlines()[0] if str(e).strip() else ""
-            trial.set_user_attr("error", f"{type(e).__name__}: {msg}"[:1000])
+            trial.set_user_attr("error", redact(f"{type(e).__name__}: {msg}")[:1000])
             if handle.run_id:
-                _tag_trial_run(handle.run_id, spec.name, trial.number, "FAIL")
+                _tag_trial_run(handle.run_id, spec.name, trial.number, "FAIL", spec.tracking_uri)
             raise
         handle.started(outcome.run_id)
-        _tag_trial_run(outcome.run_id, spec.name, trial.number, "COMPLETE")
+        _tag_trial_run(outcome.run_id, spec.name, trial.number, "COMPLETE", spec.tracking_uri)
         trial.set_user_attr("result", _jsonable(outcome.info))
         return outcome.value
 
@@ -222,6 +295,9 @@ def run_study(spec: StudySpec, objective: Objective, log=print) -> StudyResult:
                                **{f"sweep.{k}": v for k, v in spec.protocol.items()}})
             parent.log_dict(spec.space.to_yaml(), "search_space.yaml")
         log(f"study {spec.name} in {redact(storage_url)}; MLflow parent run {parent.run_id}")
+        orphans = end_orphaned_trial_runs(study, parent.run_id, spec.tracking_uri)
+        if orphans:
+            log(f"marked MLflow run(s) {', '.join(orphans)} KILLED: their trial had ended or their worker died")
         _optimize(study, spec, objective, parent, log)
         result = _summarize(study, spec.name, storage_url, parent.run_id)
         _log_parent(study, result, parent)
@@ -313,21 +389,31 @@ def _log_plots(study: optuna.Study, parent: RunTracker) -> None:
         plt.close(fig)
 
 
-def best_known(study_name: str, storage: str | None = None) -> tuple[dict, str | None]:
-    """From the named study: (dotted overrides that rebuild its best config: the study's fixed settings, then
-    the best trial's values; a description), or ({}, None) when there is no such study or no complete trial."""
+@dataclass(frozen=True)
+class KnownBest:
+    """The best configuration a study found, and how much search found it."""
+
+    overrides: dict  # dotted overrides that rebuild it: the study's fixed settings, then the best trial's values
+    source: str  # "<study> trial <n>"
+    trials: int  # finished (complete or pruned) trials in the study
+
+
+def best_known(study_name: str, storage: str | None = None) -> KnownBest | None:
+    """The named study's best configuration; None when there is no such study or no complete trial."""
     import os
 
     url = resolve_storage(storage)
     if url.startswith("sqlite:///") and not os.path.exists(url.split("///", 1)[1]):
-        return {}, None
+        return None
     try:
         study = optuna.load_study(study_name=study_name, storage=open_storage(url))
         best = study.best_trial
     except (KeyError, ValueError):
-        return {}, None
+        return None
     fixed = {k: v for k, v in study.user_attrs.get("fixed", {}).items() if v is not None}
-    return {**fixed, **best.user_attrs.get("overrides", {})}, f"{study_name} trial {best.number}"
+    finished = sum(t.state in (TrialState.COMPLETE, TrialState.PRUNED) for t in study.get_trials(deepcopy=False))
+    return KnownBest({**fixed, **best.user_attrs.get("overrides", {})}, f"{study_name} trial {best.number}", finished)
 
 
-__all__ = ["Objective", "StudyResult", "StudySpec", "TrialHandle", "TrialOutcome", "best_known", "run_study"]
+__all__ = ["KnownBest", "Objective", "StudyResult", "StudySpec", "TrialHandle", "TrialOutcome", "best_known",
+           "run_study", "study_name_problem"]

@@ -26,6 +26,8 @@ from pathlib import Path
 import yaml
 
 from workbench.errors import WorkbenchError
+from workbench.tracking.uris import redact_url, redact_value, tracking_uri_problem
+from workbench.tracking.workers import reap_orphan_runs, worker_tags
 
 DEFAULT_TRACKING_URI = "sqlite:///mlflow.db"
 PACKAGES = ("torch", "transformers", "peft", "optuna", "mlflow", "datasets", "prompt-workbench")
@@ -61,18 +63,34 @@ def sqlite_lock(url: str):
             fcntl.flock(f, fcntl.LOCK_UN)
 
 
+def describe_uri(uri: str | None) -> str:
+    """The resolved URI, redacted, and where it came from when the caller did not give it."""
+    resolved = resolve_tracking_uri(uri)
+    origin = "" if uri or not os.environ.get("MLFLOW_TRACKING_URI") else " (from $MLFLOW_TRACKING_URI)"
+    return f"{redact_url(resolved)!r}{origin}"
+
+
 def check_tracking_uri(uri: str | None) -> str:
-    """Fail with one line, before any run starts, when the MLflow store cannot be reached; returns the URI."""
+    """Fail with one line, in a few seconds at most and before any run starts, when the MLflow store cannot be used;
+    returns the URI. A malformed URI, an unknown scheme, a SQLite file in a missing folder (MLflow would create the
+    folder silently) and a server that does not accept a connection are refused without asking MLflow; then the
+    store is asked once, without retries. A SQLite file that does not exist yet is not created here."""
     import mlflow
 
-    uri = resolve_tracking_uri(uri)
+    label, uri = describe_uri(uri), resolve_tracking_uri(uri)
+    problem = tracking_uri_problem(uri)
+    if problem:
+        raise WorkbenchError(f"cannot use MLflow tracking URI {label}: {problem}")
+    sqlite_file = uri.split("///", 1)[1].split("?", 1)[0] if uri.startswith("sqlite:///") else None
+    if sqlite_file is not None and not os.path.exists(os.path.expanduser(sqlite_file)):
+        return uri  # its folder exists and is writable: the first run creates the store
     saved = {k: os.environ.get(k) for k in ("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "MLFLOW_HTTP_REQUEST_TIMEOUT")}
     os.environ.update({"MLFLOW_HTTP_REQUEST_MAX_RETRIES": "0", "MLFLOW_HTTP_REQUEST_TIMEOUT": "10"})
     try:
         with sqlite_lock(uri):
             mlflow.MlflowClient(uri).search_experiments(max_results=1)
     except Exception as e:
-        raise WorkbenchError(f"cannot use MLflow tracking URI {uri!r}: {_first_line(e)[:300]}") from None
+        raise WorkbenchError(f"cannot use MLflow tracking URI {label}: {redact_url(_first_line(e))[:300]}") from None
     finally:
         for k, v in saved.items():
             if v is None:
@@ -95,7 +113,8 @@ def git_commit() -> str:
 
 
 def environment_tags() -> dict[str, str]:
-    tags = {"git_commit": git_commit(), "python": platform.python_version()}
+    """Code versions, and the process that runs the run (`workbench.worker`: how an orphaned run is found)."""
+    tags = {"git_commit": git_commit(), "python": platform.python_version(), **worker_tags()}
     for name in PACKAGES:
         try:
             tags[f"version/{name}"] = metadata.version(name)
@@ -105,14 +124,15 @@ def environment_tags() -> dict[str, str]:
 
 
 def flatten_params(d: dict, prefix: str = "") -> dict[str, str]:
-    """Nested dicts become dotted keys; values become strings cut to MLflow's param length."""
+    """Nested dicts become dotted keys; values become strings, passwords in URLs redacted (`user:***@`), cut to
+    MLflow's param length."""
     out = {}
     for k, v in d.items():
         key = f"{prefix}{k}"
         if isinstance(v, dict):
             out.update(flatten_params(v, key + "."))
         else:
-            out[key] = str(v)[:MAX_PARAM_CHARS]
+            out[key] = redact_url(str(v))[:MAX_PARAM_CHARS]
     return out
 
 
@@ -146,8 +166,12 @@ class RunTracker:
     """Context manager for one MLflow run.
 
     `nested=None` nests the run under the active run when there is one; `resume_run_id` re-opens that
-    run (its tags are left as they are). On exit the run ends FINISHED, KILLED on Ctrl-C, or FAILED with
-    an `error` tag; the exception is never swallowed.
+    run (its tags are left as they are, but for the worker tags, which name this process now). On exit the
+    run ends FINISHED, KILLED on Ctrl-C, or FAILED with an `error` tag; the exception is never swallowed.
+
+    On entry, the experiment's runs left RUNNING by a process of this host that is gone (killed with
+    `kill -9`, a crash of the machine) are marked KILLED (`workbench.tracking.workers`). Everything logged goes
+    through `redact_url`: a password in a URL (the tracking URI in a config, an error) is never stored.
     """
 
     def __init__(self, experiment: str, run_name: str | None = None, uri: str | None = None, *,
@@ -161,17 +185,22 @@ class RunTracker:
         self.resume_run_id = resume_run_id
         self.run_id: str | None = None
         self.client = None
+        self.reaped: list[str] = []  # orphaned runs this tracker marked KILLED on entry
 
     # -- lifecycle -----------------------------------------------------------------------------------------
 
     def __enter__(self) -> RunTracker:
         mlflow = self.mlflow
+        problem = tracking_uri_problem(self.uri)  # quick: never let MLflow create a folder or retry for minutes
+        if problem:
+            raise WorkbenchError(f"cannot use MLflow tracking URI {redact_url(self.uri)!r}: {problem}")
         mlflow.set_tracking_uri(self.uri)
         try:
             with sqlite_lock(self.uri):
-                mlflow.set_experiment(self.experiment)
+                experiment = mlflow.set_experiment(self.experiment)
         except Exception as e:  # MLflow raises many types for a bad store; the user needs the URI
-            raise WorkbenchError(f"cannot use MLflow tracking URI {self.uri!r}: {_first_line(e)[:300]}") from None
+            raise WorkbenchError(f"cannot use MLflow tracking URI {redact_url(self.uri)!r}: "
+                                 f"{redact_url(_first_line(e))[:300]}") from None
         nested = mlflow.active_run() is not None if self.nested is None else self.nested
         if self.resume_run_id:
             run = mlflow.start_run(run_id=self.resume_run_id, nested=nested)
@@ -179,13 +208,25 @@ class RunTracker:
             run = mlflow.start_run(run_name=self.run_name, nested=nested)
         self.run_id = run.info.run_id
         self.client = mlflow.MlflowClient(self.uri)
-        if not self.resume_run_id:
-            try:
-                self.set_tags({**environment_tags(), **self.tags})
-            except BaseException as e:
-                self.__exit__(type(e), e, e.__traceback__)
-                raise
+        try:
+            # a re-opened run keeps its tags, but it is this process's now: others must not take it for an orphan
+            self.set_tags(worker_tags() if self.resume_run_id else {**environment_tags(), **self.tags})
+        except BaseException as e:
+            self.__exit__(type(e), e, e.__traceback__)
+            raise
+        self._reap(experiment.experiment_id)
         return self
+
+    def _reap(self, experiment_id: str) -> None:
+        try:
+            self.reaped = reap_orphan_runs(self.client, [experiment_id], exclude=(self.run_id,))
+        except Exception:  # best effort: a store that cannot search must not stop this run
+            return
+        if self.reaped:
+            import sys
+
+            print(f"marked {len(self.reaped)} MLflow run(s) KILLED, left RUNNING by a process that died: "
+                  f"{', '.join(self.reaped)}", file=sys.stderr, flush=True)
 
     def __exit__(self, exc_type, exc, tb) -> None:
         if exc_type is None:
@@ -195,7 +236,8 @@ class RunTracker:
         else:
             status = "FAILED"
             try:
-                self.client.set_tag(self.run_id, "error", f"{exc_type.__name__}: {exc}"[:MAX_TAG_CHARS])
+                self.client.set_tag(self.run_id, "error",
+                                    redact_url(f"{exc_type.__name__}: {exc}")[:MAX_TAG_CHARS])
             except Exception:  # the store failing too must not hide the exception that ended the run
                 pass
         active = self.mlflow.active_run()
@@ -215,7 +257,7 @@ class RunTracker:
 
     def log_config(self, config: dict) -> None:
         self.log_params(config)
-        self.log_text(yaml.safe_dump(config, sort_keys=False), "config.yaml")
+        self.log_text(yaml.safe_dump(redact_value(config), sort_keys=False), "config.yaml")
 
     def log_metrics(self, metrics: dict[str, float], step: int | None = None) -> None:
         from mlflow.entities import Metric
@@ -229,13 +271,13 @@ class RunTracker:
         from mlflow.entities import RunTag
 
         if tags:
-            self.client.log_batch(self.run_id, tags=[RunTag(k, str(v)) for k, v in tags.items()])
+            self.client.log_batch(self.run_id, tags=[RunTag(k, redact_url(str(v))) for k, v in tags.items()])
 
     def log_dict(self, data, name: str) -> None:
-        self.client.log_dict(self.run_id, data, name)
+        self.client.log_dict(self.run_id, redact_value(data), name)
 
     def log_text(self, text: str, name: str) -> None:
-        self.client.log_text(self.run_id, text, name)
+        self.client.log_text(self.run_id, redact_url(text), name)
 
     def log_json(self, data, name: str) -> None:
         self.log_text(json.dumps(data, indent=1), name)
