@@ -281,7 +281,7 @@ def test_sweep_then_final_comparison_with_the_baseline(tmp_path, tiny_mlm_dir):
     comparison = result.comparison
     assert [r.method for r in comparison.rows] == ["prompt-finetune", "finetune"]
     first = comparison.rows[0]
-    assert first.source == "given" and first.seeds == [13, 21]
+    assert first.source == f"sweep {result.study.study_name}" and first.seeds == [13, 21]
     assert first.overrides["train.lr"] == result.study.best_params["train.lr"]
     for run_id in first.run_ids:  # the final runs train with the best trial's values
         assert float(mlflow.get_run(run_id).data.params["train.lr"]) == pytest.approx(

@@ -46,6 +46,8 @@ class CompareConfig(Section):
                                                            "among the methods, else the first")
     trials: dict = option(default_factory=dict, help="method -> tuning trials behind a config given in `configs` "
                                                      "(shown in the table; equal tuning is checked)")
+    origins: dict = option(default_factory=dict, help="method -> where a config given in `configs` came from "
+                                                      "(shown in the table; default 'given')")
     storage: str | None = option(None, role="neutral", help="Optuna storage to take best configs from")
     use_sweeps: bool = option(True, role="neutral", help="take each method's best config from its sweep, if any")
     reuse: bool = option(True, role="neutral", help="reuse a finished run with exactly the same config")
@@ -58,7 +60,7 @@ class CompareConfig(Section):
             raise ConfigError(f"compare.methods: a method is named twice in {self.methods}", field="compare.methods")
         if not self.seeds:
             raise ConfigError("compare.seeds: no seeds given", field="compare.seeds")
-        for key in ("configs", "trials"):
+        for key in ("configs", "trials", "origins"):
             for name in getattr(self, key):
                 if name not in self.methods:
                     raise ConfigError(f"compare.{key}: {name!r} is not among the methods {self.methods}",
@@ -145,7 +147,7 @@ def run_config(cfg: CompareConfig, method: str, seed: int, config: dict) -> RunC
 def best_config(cfg: CompareConfig, method: str) -> tuple[dict, str, int]:
     """(dotted overrides, where they came from, tuning trials behind them) for one method."""
     if method in cfg.configs:
-        return dict(cfg.configs[method]), "given", int(cfg.trials.get(method, 0))
+        return dict(cfg.configs[method]), cfg.origins.get(method, "given"), int(cfg.trials.get(method, 0))
     if cfg.use_sweeps:
         from workbench.data import get_task
         from workbench.sweeps import best_known, study_name

@@ -179,7 +179,8 @@ def sweep(cfg: SweepConfig, log=print) -> SweepResult:
         task=cfg.run.task, methods=methods, model=cfg.run.model, shots=cfg.run.shots, seeds=list(cfg.final_seeds),
         overrides={**shared_settings(cfg.run), "tracking.uri": p.spec.tracking_uri},
         configs={p.method.name: {**p.spec.fixed, **result.best_params}},
-        trials={p.method.name: result.n_complete + result.n_pruned}, baseline=baseline or p.method.name,
+        trials={p.method.name: result.n_complete + result.n_pruned},
+        origins={p.method.name: f"sweep {result.study_name}"}, baseline=baseline or p.method.name,
         storage=cfg.storage, run_name=f"final-{result.study_name}"), log=log)
     log("\n" + comparison.table())
     diff = None
