@@ -53,8 +53,10 @@ def test_stopped_sweep_resumes_without_losing_or_repeating_trials(tmp_path, tiny
         while time.monotonic() < deadline and proc.poll() is None:
             study = load(storage)
             if study is not None and finished(study):
+                # its MLflow run has started, and it is not the last trial: a signal sent as the last one ends
+                # would find a sweep that had just finished (exit 0), not one to interrupt
                 running = [t for t in study.get_trials() if t.state == TrialState.RUNNING
-                           and "mlflow_run_id" in t.user_attrs]  # its MLflow run has started
+                           and "mlflow_run_id" in t.user_attrs and t.number < 3]
                 if running:
                     break
             time.sleep(0.3)
