@@ -46,8 +46,12 @@ def load(storage: str) -> optuna.Study | None:
 @pytest.mark.parametrize("sig", [signal.SIGKILL, signal.SIGINT], ids=["kill-9", "ctrl-c"])
 def test_stopped_sweep_resumes_without_losing_or_repeating_trials(tmp_path, tiny_mlm_dir, sig):
     storage = f"sqlite:///{tmp_path / 'optuna.db'}"
+    # The sweep starts with Ctrl-C at its default, as in a terminal: a test run launched in the background
+    # (`cmd &` in a script) ignores SIGINT, its children inherit that, and Python then never raises
+    # KeyboardInterrupt, so the sweep would run to its end.
     proc = subprocess.Popen(sweep_cmd(tiny_mlm_dir, storage, 4, 10), cwd=tmp_path, stdout=subprocess.DEVNULL,
-                            stderr=subprocess.DEVNULL)
+                            stderr=subprocess.DEVNULL,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     deadline, running = time.monotonic() + 300, None
     try:
         while time.monotonic() < deadline and proc.poll() is None:
