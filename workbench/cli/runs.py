@@ -11,16 +11,10 @@ from workbench.errors import ConfigError
 
 def _yaml_file(path: str) -> dict:
     """A `--config` file: a YAML mapping of run fields (read by the one safe YAML loader)."""
-    from workbench.config.yaml_io import load_yaml_file, yaml_kind
+    from workbench.config.yaml_io import yaml_mapping
 
-    raw = load_yaml_file(path, "config file")
-    if raw is None:
-        raise ConfigError(f"{path}: the config file is empty; expected a mapping of run fields, e.g. "
-                          f"task: sst2, method: {{name: lora, r: 8}}, train: {{max_steps: 30}}")
-    if not isinstance(raw, dict):
-        raise ConfigError(f"{path}: expected a mapping of run fields (task, method, train, ...), got a YAML "
-                          f"{yaml_kind(raw)}")
-    return raw
+    return yaml_mapping(path, "config file", "a mapping of run fields",
+                        ", e.g. task: sst2, method: {name: lora, r: 8}, train: {max_steps: 30}").data
 
 
 def _dotted(texts: list[str], prefix: str = "", what: str = "override") -> dict[str, Any]:

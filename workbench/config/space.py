@@ -142,16 +142,11 @@ class SearchSpace:
 
     @classmethod
     def from_yaml(cls, path: str | Path) -> SearchSpace:
-        from workbench.config.yaml_io import yaml_document, yaml_kind
+        from workbench.config.yaml_io import yaml_kind, yaml_mapping
 
-        doc = yaml_document(path, "search space file")
+        doc = yaml_mapping(path, "search space file", "a mapping with a 'params' mapping",
+                           ", e.g. params: {train.lr: {low: 1.0e-4, high: 1.0e-2, log: true}}")
         raw = doc.data
-        if raw is None:
-            raise ConfigError(f"{path}: the search space file is empty; expected a mapping with a 'params' mapping, "
-                              f"e.g. params: {{train.lr: {{low: 1.0e-4, high: 1.0e-2, log: true}}}}")
-        if not isinstance(raw, dict):
-            raise ConfigError(f"{path}: expected a mapping with a 'params' mapping, got a YAML "
-                              f"{yaml_kind(raw)}")
         if not isinstance(raw.get("params", {}), dict):
             raise ConfigError(f"{doc.where('params')}: params: expected a mapping of parameter -> range, choices or "
                               f"value, got a YAML {yaml_kind(raw['params'])}")

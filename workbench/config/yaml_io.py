@@ -187,10 +187,21 @@ def yaml_document(path: str | Path, what: str = "YAML file") -> YamlDocument:
     return parse_yaml(read_text_file(path, what), str(path))
 
 
+def yaml_mapping(path: str | Path, what: str, expected: str, example: str = "") -> YamlDocument:
+    """A YAML file whose document must be a mapping: an empty one or another kind is refused in one line,
+    `FILE: expected <expected>, got a YAML list` (`example` is added to the message for an empty file)."""
+    doc = yaml_document(path, what)
+    if doc.data is None:
+        raise ConfigError(f"{path}: the {what} is empty; expected {expected}{example}")
+    if not isinstance(doc.data, dict):
+        raise ConfigError(f"{path}: expected {expected}, got a YAML {yaml_kind(doc.data)}")
+    return doc
+
+
 def load_yaml_file(path: str | Path, what: str = "YAML file") -> Any:
     """The data of a YAML file (None when it is empty); every problem a one-line ConfigError naming the file."""
     return yaml_document(path, what).data
 
 
 __all__ = ["SafeNoAliasLoader", "YamlDocument", "decode_utf8", "load_yaml_file", "parse_yaml", "read_text_file",
-           "yaml_document", "yaml_kind", "yaml_repr"]
+           "yaml_document", "yaml_kind", "yaml_mapping", "yaml_repr"]

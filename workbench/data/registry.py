@@ -276,17 +276,11 @@ def load_task_yaml(path: str | Path) -> TaskSpec:
     """Read a user task. Every problem names the file, the line and the field."""
     import yaml
 
-    from workbench.config.yaml_io import yaml_document, yaml_kind, yaml_repr
+    from workbench.config.yaml_io import yaml_mapping, yaml_repr
 
     path = Path(path)
-    doc = yaml_document(path, "task file")
+    doc = yaml_mapping(path, "task file", f"a mapping of task fields ({', '.join(TASK_FIELDS)})")
     raw = doc.data
-    if raw is None:
-        raise ConfigError(f"{path}: the task file is empty; expected a mapping of task fields "
-                          f"({', '.join(TASK_FIELDS)})")
-    if not isinstance(raw, dict):
-        raise ConfigError(f"{path}: expected a mapping of task fields ({', '.join(TASK_FIELDS)}), got a YAML "
-                          f"{yaml_kind(raw)}")
     unknown = [k for k in raw if k not in TASK_FIELDS]
     if unknown:
         raise ConfigError(f"{doc.where(unknown[0])}: unknown field(s) {sorted(map(str, unknown))}; known fields are "
