@@ -52,6 +52,11 @@ def test_compare_logs_one_parent_with_a_run_per_method_and_seed(tmp_path, tiny_m
     assert {"comparison.md", "comparison.json", "configs.json", "accuracy_vs_trainable_fraction.png",
             "accuracy_vs_train_time.png"} <= artifacts
     assert "| finetune |" in result.table() and "| icl |" in result.table()
+    # the scope of every figure: the rows scored, in the table's header and on the parent run
+    assert "| accuracy on the first 16 of 1,821 test rows (mean ± sd, n=2) |" in result.table()
+    assert parent.data.tags["eval_scope"] == "the first 16 of 1,821 test rows"
+    assert parent.info.run_name.startswith("compare-sst2-k4-") and parent.info.run_name.endswith("-test16of1821")
+    assert "eval rows/s (mean)" in result.table() and all(rate > 0 for r in result.rows for rate in r.eval_rates)
     # the same splits: a finetune and an icl run of one seed carry one split fingerprint
     fps = {(r.data.tags["seed"], r.data.tags["split_fingerprint"]) for r in runs}
     assert len(fps) == 2
@@ -136,6 +141,19 @@ def test_paired_difference_pairs_by_seed():
     assert (one.mean, one.n, one.low) == (pytest.approx(0.2), 1, None) and one.verdict == "one seed: no interval"
     with pytest.raises(WorkbenchError, match="a and d share no seed"):
         paired_difference(a, _row("d", [1], [0.5]))
+
+
+def test_one_seed_prints_no_spread():
+    from workbench.data.metrics import EvalScope
+    from workbench.recipes.compare import CompareResult
+
+    rows = [_row("a", [13], [0.8]), _row("b", [13], [0.6])]
+    rows[0].difference = paired_difference(rows[0], rows[1])
+    for r in rows:
+        r.eval_rates = [10.0]
+    table = CompareResult("p", rows, EvalScope("test", 1821, 1821), "b").table()
+    assert "accuracy on all 1,821 test rows (one seed, no spread)" in table
+    assert "±" not in table and "| 80.0 |" in table and "one seed: no interval" in table
 
 
 def test_a_clear_difference_is_called_one_and_unequal_tuning_is_named():

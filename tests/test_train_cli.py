@@ -19,10 +19,27 @@ def test_train_logs_one_complete_run(tiny_mlm_dir, capsys, method):
                  "--verbalizer-file", str(verbalizer), "--max-steps", "3", "--eval-every", "2", "--eval-limit", "24",
                  "--shots", "4", "--no-progress"])
     assert code == 0
-    out = capsys.readouterr().out
-    assert "test accuracy" in out
+    captured = capsys.readouterr()
+    out = captured.out
+    # a limited evaluation says so wherever its number appears: the output, a tag and the run name
+    assert "accuracy on the first 24 of 1,821 test rows: " in out
+    batch = 16 if method == "finetune" else 8  # the methods' default batch sizes
+    assert f"this run: 3 training steps of {batch} examples, then scoring the first 24 of 1,821 test rows" in \
+        captured.err
+    # how long each part should take, said once it is measured: training after step 1, scoring after a dev evaluation
+    assert "training: about " in captured.err and "(3 steps; step 1 took " in captured.err
+    assert "scoring the first 24 of 1,821 test rows after training: about " in captured.err
     run_id = out.strip().splitlines()[-1].split()[-1]
     run = mlflow.get_run(run_id)
+    tags = run.data.tags
+    assert tags["eval_scope"] == "the first 24 of 1,821 test rows" and tags["kind"] == "run"
+    assert run.info.run_name.endswith("-test24of1821") and run.info.run_name.startswith(f"{method}-sst2-k4-s13-")
+    # the summary names the kept step; the dev curve has one point per evaluated step, the kept score its own name
+    best = int(run.data.metrics["best_step"])
+    assert f"best at step {best} of 3 (its weights kept)" in out and tags["kept_step"] == f"{best} of 3"
+    dev_curve = mlflow.MlflowClient().get_metric_history(run_id, "eval/accuracy")
+    assert sorted(m.step for m in dev_curve) == [2, 3]
+    assert run.data.metrics["eval/best_accuracy"] == max(m.value for m in dev_curve)
     assert FIXED_METRICS <= set(run.data.metrics)
     assert 0 < run.data.metrics["trainable_fraction"] <= 1
     assert run.data.tags["split_fingerprint"] and run.data.tags["git_commit"]
@@ -31,6 +48,27 @@ def test_train_logs_one_complete_run(tiny_mlm_dir, capsys, method):
     assert {"config.yaml", "split_ids.json", "predictions.csv", "confusion_matrix.png"} <= artifacts
     history = mlflow.MlflowClient().get_metric_history(run_id, "train/loss")
     assert [m.step for m in history] == [1, 2, 3]
+    import csv
+    import tempfile
+
+    from workbench.data import get_task
+
+    with tempfile.TemporaryDirectory() as tmp:
+        logged = list(csv.DictReader(open(mlflow.MlflowClient().download_artifacts(run_id, "predictions.csv", tmp))))
+    test_rows = get_task("sst2").load_split("test")[:24]
+    assert [r["sentence"] for r in logged] == [r.fields["sentence"] for r in test_rows]  # the input beside its label
+
+
+@requires_data("sst2")
+def test_run_names_differ_for_configs_that_differ_only_in_a_method_option(tiny_mlm_dir, capsys):
+    folder, verbalizer = tiny_mlm_dir
+    names = []
+    for encoder in ("lstm", "mlp", "lstm"):
+        assert main(["train", "--method", "p-tuning", "--task", "sst2", "--model", str(folder), "--template-id", "1",
+                     "--verbalizer-file", str(verbalizer), "--max-steps", "1", "--eval-limit", "8", "--shots", "4",
+                     "--option", f"prompt_encoder={encoder}", "--no-progress"]) == 0
+        names.append(mlflow.get_run(capsys.readouterr().out.strip().splitlines()[-1].split()[-1]).info.run_name)
+    assert names[0] != names[1] and names[0] == names[2]  # one name per config, the same for the same config
 
 
 @requires_data("sst2")

@@ -21,7 +21,20 @@ def build_parser() -> argparse.ArgumentParser:
     info.register(sub)
     prompts.register(sub)
     instruct.register(sub)
+    _add_verbose(parser, default=False)
     return parser
+
+
+def _add_verbose(parser: argparse.ArgumentParser, default) -> None:
+    """`--verbose` before or after any (sub)command. A subcommand's default is SUPPRESS: argparse would
+    otherwise let it overwrite a `--verbose` given before the subcommand."""
+    parser.add_argument("--verbose", action="store_true", default=default,
+                        help="show the libraries' own log lines, warnings and progress bars (transformers, MLflow, "
+                             "Optuna)")
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for child in dict.fromkeys(action.choices.values()):  # aliases name the same parser
+                _add_verbose(child, argparse.SUPPRESS)
 
 
 def error_message(e: WorkbenchError) -> str:
@@ -38,6 +51,10 @@ def error_message(e: WorkbenchError) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    if not args.verbose:
+        from workbench.cli import noise
+
+        noise.quiet()
     try:
         args.func(args)
     except WorkbenchError as e:

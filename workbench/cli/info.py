@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
+from pathlib import Path
 
 import yaml
 
@@ -11,23 +13,22 @@ from workbench.errors import ConfigError, WorkbenchError
 
 
 def cmd_models(args: argparse.Namespace) -> None:
-    from workbench.models import ALIASES, pull, resolve_model
-    from workbench.models.aliases import alias_dir, get_alias
+    from workbench.models import ALIASES, describe_model, pull, pulled
 
     if args.action == "list":
         for a in ALIASES.values():
-            state = "pulled" if (alias_dir(a.alias) / "hf" / "workbench-identity.json").exists() else "not pulled"
+            state = "not pulled" if pulled(a.alias, verify=False) is None else "pulled"
             print(f"{a.alias:14s} {a.kind:8s} {state:11s} {a.description}")
     elif args.action == "pull":
         for name in args.names or list(ALIASES):
             print(f"{name}: {pull(name, force=args.force, verify='full')}")
     elif args.action == "show":
+        # Read-only: an alias not pulled yet is described, never downloaded (that is `models pull`).
         for name in args.names:
-            ref = resolve_model(name)
-            info = {"name": ref.name, "path": ref.path, "kind": ref.kind.value, "identity": ref.identity}
-            if name in ALIASES:
-                info["wheels"] = list(get_alias(name).wheels)
+            info = describe_model(name)
             print(json.dumps(info, indent=2))
+            if info.get("pulled") is False:
+                print(f"{name}: not pulled; run workbench models pull {name}", file=sys.stderr)
 
 
 def cmd_tasks(args: argparse.Namespace) -> None:
@@ -39,6 +40,7 @@ def cmd_tasks(args: argparse.Namespace) -> None:
         return
     for name in args.names:
         t = get_task(name)
+        data = t.data_source()  # no data at all is refused here, in one line, not once per split
         counts = {}
         for split in t.files:
             try:
@@ -47,8 +49,11 @@ def cmd_tasks(args: argparse.Namespace) -> None:
                 raise
             except WorkbenchError as e:
                 counts[split] = f"unavailable ({e})"
+        prompt_files = {what: str(f) if (f := t.prompt_file(what)) else None for what in ("template", "verbalizer")}
         print(json.dumps({"name": t.name, "text_fields": t.text_fields, "label_names": t.label_names,
-                          "metric": t.metric, "eval_split": t.eval_split, "rows": counts, "source": t.source},
+                          "metric": t.metric, "eval_split": t.eval_split, "rows": counts, "source": t.source,
+                          "data": str(data) if isinstance(data, Path) else f"Hugging Face hub: {data.path}",
+                          "template_file": prompt_files["template"], "verbalizer_file": prompt_files["verbalizer"]},
                          indent=2))
 
 

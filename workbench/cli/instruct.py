@@ -163,6 +163,8 @@ def make_backend(args):
         C.integer("--threads", threads, lo=1)
     model = args.model or DEFAULT_MODEL
     resolve_local_model(model)  # a bad name is refused before any weights load
+    if not args.no_progress:  # seconds without a bar: the weights are read and de-quantised
+        print(f"loading {model} ...", file=sys.stderr, flush=True)
     return LocalBackend.load(model, batch_size=batch, chat=args.chat, threads=threads)
 
 

@@ -10,17 +10,23 @@ def cmd_check(args: argparse.Namespace) -> None:
     as every command refuses bad input."""
     from workbench.data import get_task
     from workbench.errors import WorkbenchError
-    from workbench.prompts.check import check_files, format_problems
+    from workbench.prompts.check import check_files, check_task_files, format_problems
 
     task = get_task(args.task) if args.task else None
-    problems = check_files(args.files, task=task)
+    if args.files:
+        files, problems = args.files, check_files(args.files, task=task)
+    elif task is not None:
+        files, problems = check_task_files(task)
+    else:
+        raise WorkbenchError("prompts check: name the template and verbalizer files to check, or give --task TASK "
+                             "to check the task's own")
     if problems:
         *lines, summary = format_problems(problems).splitlines()
         print("\n".join(lines), flush=True)
         if len(problems) == 1:
             raise WorkbenchError(str(problems[0]))
         raise WorkbenchError(f"{summary} (listed above); the first: {problems[0]}")
-    print(f"{len(args.files)} file(s) OK")
+    print(f"{len(files)} file(s) OK")
 
 
 def register(sub) -> None:
@@ -28,6 +34,7 @@ def register(sub) -> None:
     s = p.add_subparsers(dest="prompts_command", required=True)
     c = s.add_parser("check", help="check template files (with {\"...\"} fragments) and verbalizer files (any "
                                    "other); every problem as file:line, exit code 2 if there is one")
-    c.add_argument("files", nargs="+")
-    c.add_argument("--task", help="also check fields and class counts against this task")
+    c.add_argument("files", nargs="*", help="template and verbalizer files; none: the --task's own files")
+    c.add_argument("--task", help="also check fields and class counts against this task; without FILEs, check its "
+                                  "template and verbalizer files (a task YAML's templates: and verbalizer:)")
     c.set_defaults(func=cmd_check)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import sys
 from typing import Any
 
 from workbench.cli.flags import (SWEEP_FLAGS, add_method_flags, add_overrides, add_run_flags, field_of)
@@ -63,11 +64,12 @@ def run_config(args: argparse.Namespace):
 def cmd_train(args: argparse.Namespace) -> None:
     from workbench.recipes.train import train
 
-    result = train(run_config(args))
+    result = train(run_config(args), log=lambda s: print(s, file=sys.stderr, flush=True))
     test = result.test_metrics
-    print(f"dev accuracy (few-shot dev, {result.config.shots}/class): {result.dev_accuracy:.4f}")
-    print(f"{result.eval_split} accuracy: {test['accuracy']:.4f}  macro-F1: {test['macro_f1']:.4f}  "
-          f"({result.eval_rows} rows)")
+    kept = f", best at step {result.best_step} of {result.steps} (its weights kept)" if result.steps else ""
+    print(f"dev accuracy (few-shot dev, {result.config.shots}/class): {result.dev_accuracy:.4f}{kept}")
+    print(f"accuracy on {result.scope.describe()}: {test['accuracy']:.4f}  macro-F1: {test['macro_f1']:.4f}  "
+          f"({result.eval_examples_per_s:.1f} rows/s)")
     print(f"trainable params: {result.trainable_params:,} ({100 * result.trainable_fraction:.3f}%)  "
           f"train seconds: {result.train_seconds:.1f}")
     print(f"MLflow run id: {result.run_id}")
@@ -133,9 +135,10 @@ def cmd_compare(args: argparse.Namespace) -> None:
 
 
 def cmd_dashboard(args: argparse.Namespace) -> None:
-    from workbench.recipes.dashboard import serve
+    from workbench.recipes.dashboard import print_links, serve
 
-    serve(args.tracking_uri, args.host, args.port)
+    serve(args.tracking_uri, args.host, args.port,
+          on_ready=lambda base, uri: print_links(uri, base, args.open, log=lambda s: print(s, flush=True)))
 
 
 def _sweep_flag(g, flag: str, help: str, **kw) -> None:
@@ -203,8 +206,12 @@ def register(sub) -> None:
     p.add_argument("--no-reuse", action="store_true", help="train again even when a matching run is in the store")
     p.set_defaults(func=cmd_compare)
 
-    p = sub.add_parser("dashboard", help="MLflow's UI on 127.0.0.1 against the tracking store")
+    p = sub.add_parser("dashboard", help="MLflow's UI on 127.0.0.1 against the tracking store; prints links to the "
+                                         "latest comparison (its charts, its compare view) once the UI answers")
     p.add_argument("--tracking-uri", help="default: $MLFLOW_TRACKING_URI or sqlite:///mlflow.db")
     p.add_argument("--host", default="127.0.0.1")
     p.add_argument("--port", type=int, default=5000)
+    p.add_argument("--open", action="store_true",
+                   help="once the UI answers, open the latest comparison's charts (else its compare view, else the "
+                        "experiment) in a browser")
     p.set_defaults(func=cmd_dashboard)

@@ -1,7 +1,10 @@
 """Task specifications: built-in ones and user tasks described by a YAML file.
 
-A task's rows come from `WORKBENCH_DATA_DIR/<task>/<split>.<ext>` when that folder exists (offline), and
-from the Hugging Face hub otherwise. A user task names its own files and needs no code.
+A built-in task's rows come from `WORKBENCH_DATA_DIR/<task>/<split>.<ext>` when that folder exists (offline),
+and from the Hugging Face hub otherwise. Without either (no folder, and the hub is not reachable or does not
+hold the task) the task is refused in one line naming WORKBENCH_DATA_DIR, at once: the hub client's own
+retries would take half a minute and end in a traceback. A user task names its own files (data, and
+optionally its template and verbalizer files) and needs no code.
 """
 
 from __future__ import annotations
@@ -14,6 +17,7 @@ from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
 
+from workbench import resources
 from workbench.errors import ConfigError, WorkbenchError
 
 DATA_DIR_ENV = "WORKBENCH_DATA_DIR"
@@ -52,6 +56,8 @@ class TaskSpec:
     data_dir: str | None = None  # None: WORKBENCH_DATA_DIR/<name>
     hub: HubSource | None = None
     source: str = "builtin"  # or the YAML path
+    template_file: str | None = None  # None: the template file shipped for a task of this name, if any
+    verbalizer_file: str | None = None  # likewise
 
     @property
     def num_classes(self) -> int:
@@ -63,25 +69,62 @@ class TaskSpec:
         root = os.environ.get(DATA_DIR_ENV)
         return Path(root) / self.name if root else None
 
+    def prompt_file(self, what: str) -> Path | None:
+        """The task's "template" or "verbalizer" file: the one its YAML names, else the one shipped for a task of
+        its name, else None."""
+        own = self.template_file if what == "template" else self.verbalizer_file
+        if own is not None:
+            return Path(own)
+        shipped = resources.template_file(self.name) if what == "template" else resources.verbalizer_file(self.name)
+        return shipped if shipped.exists() else None
+
+    def data_source(self) -> Path | HubSource:
+        """Where the rows come from: the task's folder (a user task's, or WORKBENCH_DATA_DIR/<name> when it
+        exists), else the hub. No folder and no reachable hub is refused here, once, in one line."""
+        folder = self.resolve_data_dir()
+        if self.data_dir is not None or (folder is not None and folder.is_dir()):
+            return folder
+        missing = f"{folder} does not exist" if folder is not None else f"{DATA_DIR_ENV} is not set"
+        if self.hub is None:
+            raise WorkbenchError(f"task {self.name!r}: no local data ({missing}) and no copy on the Hugging Face "
+                                 f"hub; {self._data_hint()}")
+        from workbench.models.backbone import hub_unreachable
+
+        why = hub_unreachable("HF_DATASETS_OFFLINE")
+        if why:
+            raise WorkbenchError(f"task {self.name!r}: no local data ({missing}) and the Hugging Face hub is not "
+                                 f"reachable ({why}); {self._data_hint()}")
+        return self.hub
+
+    def _data_hint(self) -> str:
+        names = list(self.files.values())
+        suffixes = {Path(n).suffix for n in names}
+        files = (f"{{{','.join(Path(n).stem for n in names)}}}{suffixes.pop()}" if len(suffixes) == 1
+                 else f"{{{','.join(names)}}}")
+        return f"set {DATA_DIR_ENV} to a folder holding {self.name}/{files} (e.g. ../shared/data)"
+
     def load_split(self, split: str) -> list[Example]:
         if split not in self.files:
             raise WorkbenchError(f"task {self.name!r} has no split {split!r}; it has {sorted(self.files)}")
-        folder = self.resolve_data_dir()
-        if folder is not None and (folder / self.files[split]).exists():
-            return _load_file_cached(self, str(folder / self.files[split]))
-        if self.hub is not None and self.data_dir is None:
+        source = self.data_source()
+        if isinstance(source, HubSource):
             return self._load_hub(split)
-        where = folder / self.files[split] if folder else f"${DATA_DIR_ENV}/{self.name}/{self.files[split]}"
-        raise WorkbenchError(
-            f"no data for task {self.name!r} split {split!r}: {where} does not exist. "
-            f"Set {DATA_DIR_ENV} to a folder with one sub-folder per task (e.g. ../shared/data)."
-        )
+        path = source / self.files[split]
+        if not path.exists():
+            fix = f"named by files.{split} in {self.source}" if self.data_dir is not None else self._data_hint()
+            raise WorkbenchError(f"no data for task {self.name!r} split {split!r}: {path} does not exist; {fix}")
+        return _load_file_cached(self, str(path))
 
     def _load_hub(self, split: str) -> list[Example]:
         import datasets  # imported lazily: slow, and only online users need it
 
         assert self.hub is not None
-        ds = datasets.load_dataset(self.hub.path, self.hub.config, split=self.hub.splits.get(split, split))
+        try:
+            ds = datasets.load_dataset(self.hub.path, self.hub.config, split=self.hub.splits.get(split, split))
+        except Exception as e:  # whatever the hub client raises (connection, missing split, cache) is one line
+            reason = str(e).splitlines()[0] if str(e) else type(e).__name__
+            raise WorkbenchError(f"task {self.name!r} split {split!r}: loading {self.hub.path} from the Hugging Face "
+                                 f"hub failed ({reason}); {self._data_hint()}") from None
         rows = []
         for i, raw in enumerate(ds):
             row = {self.hub.columns.get(k, k): v for k, v in raw.items()}
@@ -269,7 +312,7 @@ BUILTIN_TASKS: dict[str, TaskSpec] = {
 
 
 TASK_FIELDS = ("name", "data_dir", "files", "text_fields", "label_field", "label_names", "label_values", "metric",
-               "eval_split", "description")
+               "eval_split", "description", "templates", "verbalizer")
 
 
 def load_task_yaml(path: str | Path) -> TaskSpec:
@@ -352,6 +395,22 @@ def load_task_yaml(path: str | Path) -> TaskSpec:
     if not isinstance(eval_split, str) or eval_split not in files:
         raise ConfigError(f"{doc.where('eval_split')}: 'eval_split' {eval_split!r} is not one of the files "
                           f"{sorted(files)}")
+
+    def prompt_file(key: str, example: str) -> str | None:
+        """A template or verbalizer file, relative to the task file; its lines are checked when a run reads it."""
+        if key not in raw:
+            return None
+        value = raw[key]
+        if not isinstance(value, str) or not value.strip():
+            raise ConfigError(f"{doc.where(key)}: {key}: {yaml_repr(value)} is not allowed; expected a file name, "
+                              f"relative to the task file (e.g. {example})")
+        where = (path.parent / value.strip()).resolve()
+        if where.is_dir():
+            raise ConfigError(f"{doc.where(key)}: {key}: {where} is a directory, not a file")
+        if not where.exists():
+            raise ConfigError(f"{doc.where(key)}: {key}: {where} does not exist")
+        return str(where)
+
     return TaskSpec(
         name=name,
         text_fields=text_fields,
@@ -364,6 +423,8 @@ def load_task_yaml(path: str | Path) -> TaskSpec:
         description=str(raw.get("description") or ""),
         data_dir=str(data_dir),
         source=str(path),
+        template_file=prompt_file("templates", "templates.txt"),
+        verbalizer_file=prompt_file("verbalizer", "verbalizer.txt"),
     )
 
 

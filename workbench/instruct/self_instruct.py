@@ -284,6 +284,7 @@ class Generator:
         self.records: list[dict] = []
         self.state = RunState()
         self.bar = None
+        self._round = 1
         self._stage = "starting"
         self._last_draw = 0.0
         self._accepted_in_round = 0
@@ -297,8 +298,8 @@ class Generator:
 
     # -- progress -------------------------------------------------------------------------------------
     def _show(self, stage: str | None = None, force: bool = True) -> None:
-        """Redraw the bar's postfix: the stage, candidates so far and rejections by reason (at most twice a second
-        unless `force`)."""
+        """Redraw the bar's postfix: the round and its stage, candidates so far, accepted, and rejections by reason
+        (at most twice a second unless `force`)."""
         if stage is not None:
             self._stage = stage
         if self.bar is None or self.bar.disable:
@@ -307,12 +308,15 @@ class Generator:
         if not force and now - self._last_draw < 0.5:
             return
         self._last_draw = now
-        self.bar.set_postfix_str(_postfix(self.state, self._stage), refresh=False)
+        self.bar.set_postfix_str(_postfix(self.state, f"round {self._round}: {self._stage}", len(self.records)),
+                                 refresh=False)
         self.bar.refresh()
 
-    def _complete(self, prompts: list[str], dec: Decoding, stage: str, done: int = 0, total: int | None = None) -> list:
+    def _complete(self, prompts: list[str], dec: Decoding, stage: str, done: int = 0, total: int | None = None,
+                  each=None) -> list:
         """The backend's completions, asked in chunks (its batch, or its requests in flight) so that the bar moves.
-        `done` of `total` items of this stage were asked before (the bar says `stage done/total`)."""
+        `done` of `total` items of this stage were asked before (the bar says `stage done/total`). `each(start,
+        completions)` gets every chunk as it arrives."""
         total = len(prompts) if total is None else total
         size = getattr(self.backend, "batch_size", None) or getattr(self.backend, "concurrency", None) or len(prompts)
         size = max(1, int(size))
@@ -325,7 +329,10 @@ class Generator:
                 if hook_owner is not None:
                     hook_owner.progress_hook = lambda tokens, limit, label=label: self._show(
                         f"{label} ({tokens}/{limit} tokens)", force=False)
-                out += self.backend.complete(prompts[start:start + size], dec)
+                chunk = self.backend.complete(prompts[start:start + size], dec)
+                out += chunk
+                if each is not None:
+                    each(start, chunk)
         finally:
             if hook_owner is not None:
                 hook_owner.progress_hook = None
@@ -356,12 +363,14 @@ class Generator:
                 reason = "similar"
         if reason is not None:
             self.state.reasons[reason] += 1
+            self._show(force=False)
             return None
         top = self.index.top_k(text, self.cfg.most_similar_k)
         doc = self.index.add(text)
         cand = Candidate(text, doc, {self.index.texts[j]: round(s, 4) for j, s in top},
                          top[0][1] if top else 0.0, request_idx)
         round_new.append(cand)
+        self._show(force=False)
         return cand
 
     def _round_self_instruct(self) -> None:
@@ -372,13 +381,16 @@ class Generator:
                        top_p=cfg.instruction_top_p, stop=si_prompts.INSTRUCTION_STOP,
                        presence_penalty=cfg.presence_penalty, repetition_penalty=cfg.repetition_penalty,
                        seed=hash((cfg.seed, first)) & 0x7FFFFFFF)
-        completions = self._complete(prompts, dec, "instructions")
         new: list[Candidate] = []
-        for k, comp in enumerate(completions):
-            if comp.finish_reason == "length":
-                self.state.reasons["truncated_response"] += 1
-            for text in parse_instruction_list(comp.text, comp.finish_reason):
-                self._consider(text, first + k, new)
+
+        def judge(start: int, completions: list) -> None:  # as each chunk arrives: the counts move within the round
+            for k, comp in enumerate(completions, start):
+                if comp.finish_reason == "length":
+                    self.state.reasons["truncated_response"] += 1
+                for text in parse_instruction_list(comp.text, comp.finish_reason):
+                    self._consider(text, first + k, new)
+
+        self._complete(prompts, dec, "instructions", each=judge)
         self._show()
         if new:
             self._classify(new)
@@ -423,11 +435,15 @@ class Generator:
         dec = Decoding(max_tokens=cfg.instruction_max_tokens, temperature=1.0, top_p=1.0, stop=("\n20", "20."),
                        repetition_penalty=cfg.repetition_penalty, seed=hash((cfg.seed, first)) & 0x7FFFFFFF)
         new: list[Candidate] = []
-        for k, comp in enumerate(self._complete(prompts, dec, "instructions")):
-            for instruction, inst in parse_alpaca(comp.text, comp.finish_reason, cfg.alpaca_num_seeds + 1):
-                cand = self._consider(instruction, first + k, new)
-                if cand is not None:
-                    cand.instances = [inst]
+
+        def judge(start: int, completions: list) -> None:  # as each chunk arrives: the counts move within the round
+            for k, comp in enumerate(completions, start):
+                for instruction, inst in parse_alpaca(comp.text, comp.finish_reason, cfg.alpaca_num_seeds + 1):
+                    cand = self._consider(instruction, first + k, new)
+                    if cand is not None:
+                        cand.instances = [inst]
+
+        self._complete(prompts, dec, "instructions", each=judge)
         self._accept(new)
 
     # -- the loop -------------------------------------------------------------------------------------
@@ -477,6 +493,7 @@ class Generator:
         try:
             while len(self.records) < cfg.num:
                 self._accepted_in_round = 0
+                self._round = self.state.rounds + 1
                 try:
                     if cfg.style == "alpaca":
                         self._round_alpaca()
@@ -503,11 +520,12 @@ class Generator:
         return Result(self.out, self.records, self.state, stats)
 
 
-def _postfix(state: RunState, stage: str = "") -> str:
+def _postfix(state: RunState, stage: str = "", accepted: int = 0) -> str:
+    """`round 2: instances 3/6 | candidates 14, accepted 3, rejected 11: similar=6 length=5`"""
     rejected = sum(state.reasons.values())
     reasons = " ".join(f"{k}={v}" for k, v in state.reasons.most_common(6))
-    return (f"{stage} | candidates {state.candidates}, rejected {rejected}" + (f": {reasons}" if reasons else "")
-            ).lstrip(" |")
+    return (f"{stage} | candidates {state.candidates}, accepted {accepted}, rejected {rejected}"
+            + (f": {reasons}" if reasons else "")).lstrip(" |")
 
 
 def generate(cfg: SelfInstructConfig, backend: Backend | None = None) -> Result:

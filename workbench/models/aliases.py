@@ -118,13 +118,8 @@ def pull(alias: str, *, force: bool = False, verify: bool | str = True) -> Path:
     spec = get_alias(alias)
     folder = alias_dir(alias)
     hf = folder / "hf"
-    if (hf / IDENTITY).exists() and not force:
-        if verify:
-            _verify(spec, folder / spec.filename, full=verify == "full")
-        if "files" in (read_identity(hf) or {}):
-            if verify:
-                verify_folder(hf, full=verify == "full", alias=alias)
-            return hf
+    if not force and pulled(alias, verify) is not None and "files" in (read_identity(hf) or {}):
+        return hf  # else a cache converted before the hashes were recorded: converted again, below
     folder.mkdir(parents=True, exist_ok=True)
     with _locked(folder):  # one process pulls or converts at a time; the others then find it done
         identity = read_identity(hf) if (hf / IDENTITY).exists() else None
@@ -139,6 +134,19 @@ def pull(alias: str, *, force: bool = False, verify: bool | str = True) -> Path:
             print(f"{alias}: converting {spec.filename} again, once, to record the sha256 of the converted files",
                   file=sys.stderr, flush=True)
         _convert(spec, weights, hf)
+    return hf
+
+
+def pulled(alias: str, verify: bool | str = True) -> Path | None:
+    """The alias's converted folder when it has been pulled, else None; `verify` as for `pull`. Never downloads
+    or converts: `workbench models list` and `show` read the cache through this and change nothing in it."""
+    spec = get_alias(alias)
+    hf = alias_dir(alias) / "hf"
+    if not (hf / IDENTITY).exists():
+        return None
+    if verify:
+        _verify(spec, hf.parent / spec.filename, full=verify == "full")
+        verify_folder(hf, full=verify == "full", alias=alias)
     return hf
 
 
@@ -331,4 +339,4 @@ def identity_of(folder: Path) -> dict | None:
 
 
 __all__ = ["ALIASES", "IDENTITY", "OfflineModel", "alias_dir", "cache_root", "check_files", "identity_of",
-           "manifest_digest", "pull", "read_identity", "sha256_file", "verify_folder"]
+           "manifest_digest", "pull", "pulled", "read_identity", "sha256_file", "verify_folder"]

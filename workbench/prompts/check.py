@@ -9,7 +9,9 @@ Which kind a file is, in order: .json/.jsonl -> verbalizer; a name containing "v
 fragment on a line that is not a '#' comment -> template; anything else -> verbalizer.
 
 With a task, templates must only use fields the task has (text_a = its first text field, text_b = its
-second, meta = one of its text fields), and a verbalizer must have one class per task label.
+second, meta = one of its text fields), and a verbalizer must have one class per task label. A task's own
+files (its YAML's `templates:` and `verbalizer:`, or those shipped for a built-in task) are checked as what
+the task says they are: `check_task_files`.
 """
 
 from __future__ import annotations
@@ -126,19 +128,28 @@ def check_files(paths, task=None) -> list[Problem]:
         from workbench.data import get_task
 
         task = get_task(task)
-    problems: list[Problem] = []
-    for p in paths:
-        path = Path(p)
-        try:
-            text = read_text_file(path, "file")  # UTF-8, a byte-order mark dropped
-        except ConfigError as e:
-            problems.append(_problem(e, path))
-            continue
-        if file_kind(path, text) == "template":
-            problems.extend(_check_templates(path, text, task))
-        else:
-            problems.extend(_check_verbalizers(path, task))
-    return problems
+    return [problem for p in paths for problem in _check_file(Path(p), task)]
+
+
+def check_task_files(task) -> tuple[list[Path], list[Problem]]:
+    """The task's own template and verbalizer files (`TaskSpec.prompt_file`), and every problem in them; a task
+    with neither is refused in one line."""
+    files = {what: f for what in ("template", "verbalizer") if (f := task.prompt_file(what)) is not None}
+    if not files:
+        raise ConfigError(f"task {task.name!r} has no template or verbalizer file to check; name the files, or give "
+                          f"the task YAML ({task.source}) templates: and verbalizer: fields")
+    return list(files.values()), [problem for what, f in files.items() for problem in _check_file(f, task, what)]
+
+
+def _check_file(path: Path, task, kind: str | None = None) -> list[Problem]:
+    """`kind`: "template" or "verbalizer" when known, else told by `file_kind`."""
+    try:
+        text = read_text_file(path, "file")  # UTF-8, a byte-order mark dropped
+    except ConfigError as e:
+        return [_problem(e, path)]
+    if (kind or file_kind(path, text)) == "template":
+        return _check_templates(path, text, task)
+    return _check_verbalizers(path, task)
 
 
 def format_problems(problems: list[Problem]) -> str:

@@ -12,20 +12,23 @@ with the same number of trials. Two plots: accuracy against trainable fraction a
 from __future__ import annotations
 
 import statistics
+import time
 from dataclasses import dataclass, field
 from typing import ClassVar
 
 from workbench.config import Section, option, validate as validate_fields
 from workbench.config.run import DEFAULT_MODEL, RunConfig
 from workbench.data import TaskSpec
+from workbench.data.metrics import EvalScope
 from workbench.errors import ConfigError, WorkbenchError
 from workbench.recipes.train import RunResult, identity_params, train
 from workbench.stats import PairedDifference, mean_sd
 from workbench.stats import paired_difference as paired_scores
 
 PROTOCOL_SEEDS = (13, 21, 42, 87, 100)  # the LM-BFF seeds
-COPIED_METRICS = ("eval/accuracy", "test/accuracy", "test/macro_f1", "trainable_params", "trainable_fraction",
-                  "train/seconds", "train/examples_per_s", "peak_mem_mb", "test/rows")
+COPIED_METRICS = ("eval/accuracy", "eval/best_accuracy", "best_step", "test/accuracy", "test/macro_f1",
+                  "trainable_params", "trainable_fraction", "train/seconds", "train/examples_per_s",
+                  "test/examples_per_s", "peak_mem_mb", "test/rows")
 
 
 @dataclass
@@ -89,6 +92,7 @@ class MethodRow:
     train_seconds: list[float] = field(default_factory=list)
     run_ids: list[str] = field(default_factory=list)
     difference: PairedDifference | None = None  # from the baseline; None for the baseline itself
+    eval_rates: list[float] = field(default_factory=list)  # rows scored per second on the evaluation split
 
     @property
     def by_seed(self) -> dict[int, float]:
@@ -108,23 +112,31 @@ class MethodRow:
 class CompareResult:
     parent_run_id: str
     rows: list[MethodRow]
-    eval_split: str
+    scope: EvalScope  # the rows every reported accuracy was computed on
     baseline: str
     notes: list[str] = field(default_factory=list)  # warnings the table must carry (unequal tuning)
 
-    def table(self) -> str:
+    @property
+    def eval_split(self) -> str:
+        return self.scope.split
+
+    def accuracy_header(self) -> str:
+        """`test accuracy on the first 150 of 1,821 test rows (mean ± sd, n=3)`; one seed shows no spread."""
         n = len(self.rows[0].seeds) if self.rows else 0
-        spread = "mean ± sd" if n > 1 else "one seed"
-        lines = [f"| method | {self.eval_split} accuracy ({spread}, n={n}) | vs {self.baseline}: points [95% paired t "
-                 f"interval] "
-                 f"| dev accuracy | trainable fraction | train s (mean) | config from | tuning trials |",
-                 "|---|---|---|---|---|---|---|---|"]
+        spread = f"mean ± sd, n={n}" if n > 1 else "one seed, no spread"
+        return f"accuracy on {self.scope.describe()} ({spread})"
+
+    def table(self) -> str:
+        lines = [f"| method | {self.accuracy_header()} | vs {self.baseline}: points [95% paired t interval] "
+                 f"| dev accuracy | trainable fraction | train s (mean) | eval rows/s (mean) | config from "
+                 f"| tuning trials |",
+                 "|---|---|---|---|---|---|---|---|---|"]
         for r in self.rows:
             acc = f"{100 * r.mean:.1f}" + (f" ± {100 * r.sd:.1f}" if r.sd is not None else "")
             diff = "baseline" if r.difference is None else r.difference.cell()
             lines.append(f"| {r.method} | {acc} | {diff} | {100 * statistics.mean(r.dev):.1f} "
-                         f"| {r.trainable_fraction:.4%} | {statistics.mean(r.train_seconds):.1f} | {r.source} "
-                         f"| {r.trials} |")
+                         f"| {r.trainable_fraction:.4%} | {statistics.mean(r.train_seconds):.1f} "
+                         f"| {statistics.mean(r.eval_rates):.1f} | {r.source} | {r.trials} |")
         return "\n".join(lines + [""] + [f"Note: {note}" for note in self.notes]).rstrip()
 
 
@@ -181,10 +193,9 @@ def _record_reused(source_id: str, rc: RunConfig) -> RunResult:
     client = mlflow.MlflowClient()
     src = client.get_run(source_id)
     m = dict(src.data.metrics)
-    # the final dev accuracy is the last one logged (MLflow's "latest" is the one at the highest step)
-    history = client.get_metric_history(source_id, "eval/accuracy")
-    if history:
-        m["eval/accuracy"] = max(history, key=lambda x: (x.timestamp, x.step)).value
+    tags = src.data.tags
+    # the kept state's dev accuracy; a method that does not train logs only the one `eval/accuracy`
+    dev = m.get("eval/best_accuracy", m.get("eval/accuracy", float("nan")))
     parent = mlflow.active_run()
     experiment = client.get_experiment(parent.info.experiment_id if parent else src.info.experiment_id).name
     with RunTracker(experiment, f"{src.info.run_name} (reused)", mlflow.get_tracking_uri(), nested=True,
@@ -192,10 +203,11 @@ def _record_reused(source_id: str, rc: RunConfig) -> RunResult:
                           "reused_from": source_id}) as reused:
         reused.log_params(src.data.params)
         reused.log_metrics({k: m[k] for k in COPIED_METRICS if k in m})
-    return RunResult(source_id, m.get("eval/accuracy", float("nan")), {"accuracy": m["test/accuracy"]},
-                     src.data.tags.get("eval_split", "test"), int(m.get("test/rows", 0)),
-                     int(m.get("trainable_params", 0)), m.get("trainable_fraction", 0.0), m.get("train/seconds", 0.0),
-                     rc)
+    rows = int(m.get("test/rows", 0))
+    scope = EvalScope(tags.get("eval_split", "test"), rows, int(tags.get("eval_total", rows)))
+    return RunResult(source_id, dev, {"accuracy": m["test/accuracy"]}, scope, int(m.get("trainable_params", 0)),
+                     m.get("trainable_fraction", 0.0), m.get("train/seconds", 0.0), rc, int(m.get("best_step", 0)),
+                     0, m.get("test/examples_per_s", 0.0))
 
 
 def compare(cfg: CompareConfig, log=print) -> CompareResult:
@@ -204,7 +216,9 @@ def compare(cfg: CompareConfig, log=print) -> CompareResult:
 
     from workbench.data import get_task
     from workbench.models import resolve_model
+    from workbench.sweeps.study import duration
     from workbench.tracking import RunTracker, check_tracking_uri
+    from workbench.tracking.guide import save_comparison_view
 
     validate(cfg)
     plans = {m: best_config(cfg, m) for m in cfg.methods}
@@ -213,40 +227,53 @@ def compare(cfg: CompareConfig, log=print) -> CompareResult:
     configs = {m: [run_config(cfg, m, seed, plans[m][0]) for seed in cfg.seeds] for m in cfg.methods}
     first = configs[cfg.methods[0]][0]
     uri = check_tracking_uri(first.tracking.uri)
+    task = get_task(cfg.task)
+    scope = expected_scope(first, task)  # reads the evaluation split: missing data fails before the model loads
     ref = resolve_model(cfg.model)
     model_tags = {f"model/{k}": str(v) for k, v in ref.identity.items()}
-    task = get_task(cfg.task)
     for m, (config, source, trials) in plans.items():
         log(f"{m}: config from {source} ({trials} tuning trials) {config or ''}".rstrip())
     rows = [MethodRow(m, source, config, trials) for m, (config, source, trials) in plans.items()]
     notes = [n for n in (tuning_note(rows),) if n]
     for note in notes:
         log(f"warning: {note}")
-    name = cfg.run_name or f"compare-{task.name}-k{cfg.shots}"
-    tags = {"compare": "true", "task": task.name, "model": cfg.model, "shots": str(cfg.shots),
+    name = (cfg.run_name or f"compare-{task.name}-k{cfg.shots}-{_plan_hash(configs)}") + scope.name_suffix()
+    tags = {"kind": "comparison", "compare": "true", "task": task.name, "model": cfg.model, "shots": str(cfg.shots),
             "methods": ",".join(cfg.methods), "seeds": ",".join(map(str, cfg.seeds)), "baseline": baseline,
-            "equal_tuning": str(not notes).lower()}
+            "equal_tuning": str(not notes).lower(), **scope.tags()}
     with RunTracker(first.tracking.experiment or task.name, name, uri, tags=tags, nested=False) as parent:
         parent.log_dict({m: {"source": s, "config": c, "trials": t} for m, (c, s, t) in plans.items()},
                         "configs.json")
-        eval_split = task.eval_split
+        scope_notes: set[str] = set()
+        # Progress: `run k/N` before each run, and after it about how long the rest takes: the mean wall time of
+        # the runs trained here (a reused one takes none) times the runs left, too long if some will be reused.
+        total, done, trained = sum(map(len, configs.values())), 0, []
         for row in rows:
             method = row.method
             for rc in configs[method]:
+                done += 1
+                log(f"run {done}/{total}: {method} seed {rc.seed}")
                 reused = _reused_run(rc, model_tags) if cfg.reuse else None
+                began = time.monotonic()
                 r = _record_reused(reused, rc) if reused else train(rc)
                 if not reused:
+                    trained.append(time.monotonic() - began)
+                if not reused:
                     mlflow.MlflowClient().set_tag(r.run_id, "compare.parent", parent.run_id)
-                eval_split = r.eval_split
+                if r.scope != scope:  # a reused run scored on other rows (an older run without the tag)
+                    scope_notes.add(f"{method} seed {rc.seed} was scored on {r.scope.describe()}")
                 row.seeds.append(rc.seed)
                 row.test.append(r.test_metrics["accuracy"])
                 row.dev.append(r.dev_accuracy)
                 row.train_seconds.append(r.train_seconds)
                 row.trainable_fraction = r.trainable_fraction
                 row.run_ids.append(r.run_id)
+                row.eval_rates.append(r.eval_examples_per_s)
                 log(f"{method:16s} seed {rc.seed:3d}: dev {r.dev_accuracy:.3f}  {r.eval_split} "
                     f"{r.test_metrics['accuracy']:.4f}  train {r.train_seconds:.1f}s  "
-                    + (f"reused run {reused}" if reused else f"run {r.run_id}"))
+                    + (f"reused run {reused}" if reused else f"run {r.run_id}")
+                    + (f"; about {duration((total - done) * statistics.mean(trained))} left"
+                       if trained and done < total else ""))
             parent.log_metrics({f"{method}/test_accuracy_mean": row.mean, f"{method}/test_accuracy_sd": row.sd or 0.0,
                                 f"{method}/trainable_fraction": row.trainable_fraction,
                                 f"{method}/train_seconds_mean": statistics.mean(row.train_seconds),
@@ -259,15 +286,52 @@ def compare(cfg: CompareConfig, log=print) -> CompareResult:
                 parent.log_metrics({f"{row.method}/diff_vs_{baseline}_mean": d.mean, f"{row.method}/diff_n": d.n,
                                     **({f"{row.method}/diff_ci_low": d.low, f"{row.method}/diff_ci_high": d.high}
                                        if d.low is not None else {})})
-        result = CompareResult(parent.run_id, rows, eval_split, baseline, notes)
+        result = CompareResult(parent.run_id, rows, scope, baseline, notes + sorted(scope_notes))
         parent.log_text(result.table() + "\n", "comparison.md")
         parent.log_dict([{"method": r.method, "source": r.source, "tuning_trials": r.trials, "seeds": r.seeds,
                           "test_accuracy": r.test, "dev_accuracy": r.dev, "mean": r.mean, "sd": r.sd,
                           "difference_vs_baseline": r.difference.as_dict() if r.difference else None,
                           "trainable_fraction": r.trainable_fraction, "train_seconds": r.train_seconds,
+                          "eval_examples_per_s": r.eval_rates, "eval_scope": scope.describe(),
                           "run_ids": r.run_ids} for r in rows], "comparison.json")
+        # the table where the UI shows it first: the run's description, and a table artifact
+        parent.set_note(f"**{name}**: {', '.join(cfg.methods)} on {task.name}, {cfg.shots} per class, seeds "
+                        f"{', '.join(map(str, cfg.seeds))}; one nested run per method and seed (`workbench dashboard` "
+                        f"prints links to their charts and compare view).\n\n{result.table()}\n")
+        parent.log_table({
+            "method": [r.method for r in rows], "accuracy_mean": [r.mean for r in rows],
+            "accuracy_sd": [r.sd for r in rows],
+            f"diff_vs_{baseline}": [r.difference.mean if r.difference else None for r in rows],
+            "diff_ci_low": [r.difference.low if r.difference else None for r in rows],
+            "diff_ci_high": [r.difference.high if r.difference else None for r in rows],
+            "dev_accuracy_mean": [statistics.mean(r.dev) for r in rows],
+            "trainable_fraction": [r.trainable_fraction for r in rows],
+            "train_seconds_mean": [statistics.mean(r.train_seconds) for r in rows],
+            "eval_examples_per_s_mean": [statistics.mean(r.eval_rates) for r in rows],
+            "config_from": [r.source for r in rows], "tuning_trials": [r.trials for r in rows],
+            "seeds": [",".join(map(str, r.seeds)) for r in rows], "run_ids": [",".join(r.run_ids) for r in rows],
+        }, "comparison_table.json")
+        save_comparison_view(parent.client, parent.client.get_run(parent.run_id).info.experiment_id, parent.run_id)
         _log_plots(result, parent)
     return result
+
+
+def expected_scope(rc: RunConfig, task: TaskSpec) -> EvalScope:
+    """The rows every run of the comparison will be scored on: they share the evaluation settings."""
+    split = rc.eval.split or task.eval_split
+    total = len(task.load_split(split))
+    return EvalScope(split, min(total, rc.eval.limit or total), total)
+
+
+def _plan_hash(configs: dict[str, list[RunConfig]]) -> str:
+    """Six hex digits naming the comparison's runs: a comparison of other methods, seeds or settings gets
+    another parent name."""
+    import hashlib
+
+    from workbench.recipes.train import config_hash
+
+    joined = ",".join(config_hash(rc) for runs in configs.values() for rc in runs)
+    return hashlib.sha256(joined.encode()).hexdigest()[:6]
 
 
 def validate(cfg: CompareConfig) -> None:
@@ -307,7 +371,7 @@ def _log_plots(result: CompareResult, parent) -> None:
         if log_x:
             ax.set_xscale("symlog", linthresh=1e-6)
         ax.set_xlabel(label)
-        ax.set_ylabel(f"{result.eval_split} accuracy (%) mean ± sd")
+        ax.set_ylabel(f"accuracy (%) on {result.scope.describe()}, mean ± sd")
         ax.grid(alpha=0.3)
         fig.tight_layout()
         parent.log_figure(fig, path)

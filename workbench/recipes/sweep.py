@@ -92,21 +92,22 @@ def search_space(cfg: SweepConfig, method: Method) -> SearchSpace:
 def plan(cfg: SweepConfig) -> Plan:
     """Every check that needs no trial: the run, the space and every value it can produce."""
     from workbench.config import validate
-    from workbench.data import get_task
+    from workbench.data import few_shot_split, get_task
     from workbench.tracking import check_tracking_uri
 
     validate(cfg)
     run = cfg.run.validate()
     method = method_for_options(run.method)
     task = get_task(run.task)
+    few_shot_split(task, run.shots, run.seed)  # reads the data: missing data fails before the model is resolved
     if cfg.baseline is not None:
         get_method(cfg.baseline)
     space = search_space(cfg, method)
     # Trials evaluate at most trial_eval_limit rows, and never more than the final runs will.
     trial_limit = min((n for n in (run.eval.limit, cfg.trial_eval_limit) if n is not None), default=None)
-    # A trial's weights are not worth an artifact; the final runs keep theirs.
-    base = run.with_overrides({**space.fixed(), "eval.limit": trial_limit, "tracking.save": "never",
-                               "tracking.progress": False}, "sweep")
+    # A trial's weights are not worth an artifact; the final runs keep theirs. A trial keeps the run's progress
+    # bars: they say how far the trial is between its `trial i/N` lines.
+    base = run.with_overrides({**space.fixed(), "eval.limit": trial_limit, "tracking.save": "never"}, "sweep")
     searched = space.searched()
     for path, spec in searched.items():  # every value the space can produce must pass the field's own checks
         if not method.trains and path.startswith("train."):
@@ -129,12 +130,20 @@ def plan(cfg: SweepConfig) -> Plan:
     return Plan(base.with_overrides({"tracking.uri": uri}), method, spec)
 
 
-def objective(base: RunConfig):
-    """A trial: the base run with the trial's values, trained; its dev accuracy is the objective."""
+def objective(base: RunConfig, log=print):
+    """A trial: the base run with the trial's values, trained; its dev accuracy is the objective. Without
+    progress bars, each evaluation is a line (`trial 3/20: step 20/100, dev 0.750`) so a long trial shows it
+    is alive."""
 
     def run_trial(params: dict[str, Any], trial: TrialHandle) -> TrialOutcome:
         cfg = base.with_overrides(params, f"trial {trial.number}")
-        result = train(cfg, on_start=trial.started, on_eval=trial.report)
+
+        def on_eval(step: int, dev_accuracy: float) -> None:
+            if not cfg.tracking.progress:
+                log(f"{trial.label}: step {step}/{cfg.train.max_steps}, dev {dev_accuracy:.3f}")
+            trial.report(step, dev_accuracy)
+
+        result = train(cfg, on_start=trial.started, on_eval=on_eval)
         return TrialOutcome(result.dev_accuracy, result.run_id,
                             {"test_accuracy": result.test_accuracy, "train_seconds": result.train_seconds,
                              "trainable_fraction": result.trainable_fraction})
@@ -166,14 +175,14 @@ def sweep(cfg: SweepConfig, log=print) -> SweepResult:
                                          max_failures=cfg.max_failures, trial_eval_limit=cfg.trial_eval_limit,
                                          final_seeds=[], baseline=None))
     resolve_model(p.base.model)  # a missing model fails here, not in every trial
-    result = run_study(p.spec, objective(p.base), log=log)
+    result = run_study(p.spec, objective(p.base, log), log=log)
     log(f"best trial: dev accuracy {result.best_value}  params {result.best_params}  ({result.n_complete} complete, "
         f"{result.n_pruned} pruned, {result.n_failed} failed)")
     if not cfg.final_seeds or result.best_value is None:
         return SweepResult(result, None, None)
     if baseline_plan is not None:
         log(f"baseline: {baseline}, a study of {baseline_trials} trials at the same budget (equal effort)")
-        run_study(baseline_plan.spec, objective(baseline_plan.base), log=log)
+        run_study(baseline_plan.spec, objective(baseline_plan.base, log), log=log)
     methods = [p.method.name] + ([baseline] if baseline else [])
     comparison = compare(CompareConfig(
         task=cfg.run.task, methods=methods, model=cfg.run.model, shots=cfg.run.shots, seeds=list(cfg.final_seeds),
@@ -186,7 +195,8 @@ def sweep(cfg: SweepConfig, log=print) -> SweepResult:
     diff = None
     if baseline:
         diff = paired_difference(comparison.rows[0], comparison.rows[1])
-        log(f"\n{p.method.name} - {baseline}, {comparison.eval_split} accuracy on the same splits: {diff.describe()}")
+        log(f"\n{p.method.name} - {baseline}, accuracy on {comparison.scope.describe()}, same splits: "
+            f"{diff.describe()}")
     return SweepResult(result, comparison, diff)
 
 

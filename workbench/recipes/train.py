@@ -14,10 +14,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from workbench import resources
 from workbench.adaptation import BuildContext, Method, method_for_options
 from workbench.config import RunConfig, paths_with_role
 from workbench.data import FewShotSplit, TaskSpec, few_shot_split, get_task
+from workbench.data.metrics import EvalScope
 from workbench.errors import ConfigError
 from workbench.prompts import Template, Verbalizer, load_templates, load_verbalizer
 
@@ -34,18 +34,28 @@ SAVE_AUTO_MAX_FRACTION = 0.05  # "auto" saves methods that train under 5% of the
 @dataclass
 class RunResult:
     run_id: str
-    dev_accuracy: float
+    dev_accuracy: float  # of the kept state: the best evaluation's, restored at the end
     test_metrics: dict[str, float]
-    eval_split: str
-    eval_rows: int  # rows the reported number was computed on
+    scope: EvalScope  # the rows the reported number was computed on
     trainable_params: int
     trainable_fraction: float
     train_seconds: float
     config: RunConfig
+    best_step: int = 0  # the step whose weights were kept; 0 for a method that does not train
+    steps: int = 0  # steps trained
+    eval_examples_per_s: float = 0.0  # scoring speed on the evaluation split
 
     @property
     def test_accuracy(self) -> float:
         return self.test_metrics["accuracy"]
+
+    @property
+    def eval_split(self) -> str:
+        return self.scope.split
+
+    @property
+    def eval_rows(self) -> int:
+        return self.scope.rows
 
 
 @dataclass
@@ -57,6 +67,7 @@ class Prepared:
     split: FewShotSplit
     eval_split: str
     eval_rows: list  # the rows of the evaluation split that are scored (eval.limit applied)
+    eval_total: int  # rows the evaluation split has
     template: Template | None
     verbalizer: Verbalizer | None
     model: PromptClassifier
@@ -75,7 +86,7 @@ def load_pvp(cfg: RunConfig, task: TaskSpec, method: Method) -> tuple[Template |
     template = cfg.prompt.template
     template_id = None
     if not isinstance(template, Template):
-        path = Path(template) if template else _builtin_file(resources.template_file(task.name), task, "template")
+        path = Path(template) if template else _task_file(task, "template")
         templates = load_templates(path)
         if cfg.prompt.template_id not in templates:
             raise ConfigError(f"{path}: no template with id {cfg.prompt.template_id}; ids are {sorted(templates)}",
@@ -89,18 +100,22 @@ def load_pvp(cfg: RunConfig, task: TaskSpec, method: Method) -> tuple[Template |
         template = soft_as_words(template, method.name, template_id)
     verbalizer = cfg.prompt.verbalizer
     if not isinstance(verbalizer, Verbalizer):
-        verbalizer = load_verbalizer(verbalizer or _builtin_file(resources.verbalizer_file(task.name), task,
-                                                                 "verbalizer"))
+        verbalizer = load_verbalizer(verbalizer or _task_file(task, "verbalizer"))
     for problem in verbalizer.word_problems():  # a file's are refused when it is read; an object's here
         raise ConfigError(str(problem), field="prompt.verbalizer")
     verbalizer.check_classes(task.label_names)
     return template, verbalizer
 
 
-def _builtin_file(path: Path, task: TaskSpec, what: str) -> Path:
-    if not path.exists():
-        raise ConfigError(f"task {task.name!r} has no built-in {what} file; set prompt.{what} to yours",
-                          field=f"prompt.{what}")
+def _task_file(task: TaskSpec, what: str) -> Path:
+    """The task's "template" or "verbalizer" file, for a config that names none: its YAML's `templates:` /
+    `verbalizer:` file, else the one shipped for its name."""
+    path = task.prompt_file(what)
+    if path is None:
+        flag, key = ("--template-file", "templates") if what == "template" else ("--verbalizer-file", "verbalizer")
+        yaml = f"the task YAML ({task.source})" if task.source != "builtin" else "a task YAML"
+        raise ConfigError(f"task {task.name!r} has no {what}: give {flag} FILE (prompt.{what}) or a {key}: field "
+                          f"in {yaml}", field=f"prompt.{what}")
     return path
 
 
@@ -118,7 +133,8 @@ def prepare(cfg: RunConfig, backbone=None) -> Prepared:
     method = method_for_options(cfg.method)
     split = few_shot_split(task, cfg.shots, cfg.seed)
     eval_split = cfg.eval.split or task.eval_split
-    eval_rows = task.load_split(eval_split)[: cfg.eval.limit]  # read now: a bad file fails before the model loads
+    all_eval_rows = task.load_split(eval_split)  # read now: a bad file fails before the model loads
+    eval_rows = all_eval_rows[: cfg.eval.limit]
     template, verbalizer = load_pvp(cfg, task, method)
     if template is not None and method.rewrite_template is not None:
         template = method.rewrite_template(template, cfg.method)
@@ -143,7 +159,8 @@ def prepare(cfg: RunConfig, backbone=None) -> Prepared:
     model = method.build(ctx, cfg.method).to(device)
     if method.after_build is not None:
         encoder = method.after_build(ctx, cfg.method, model, encoder)
-    return Prepared(task, method, split, eval_split, eval_rows, template, verbalizer, model, encoder, ref, device)
+    return Prepared(task, method, split, eval_split, eval_rows, len(all_eval_rows), template, verbalizer, model,
+                    encoder, ref, device)
 
 
 def _context_length(ref, backbone) -> int:
@@ -191,14 +208,28 @@ def effective_batch_size(cfg: RunConfig) -> int:
     return b if b is not None else method_for_options(cfg.method).default_batch_size
 
 
-def run_name(cfg: RunConfig, task: TaskSpec) -> str:
-    return f"{cfg.method_name}-{task.name}-k{cfg.shots}-s{cfg.seed}"
+def config_hash(cfg: RunConfig) -> str:
+    """12 hex digits of the params that decide a run's result: two runs share it exactly when their configs
+    do, whatever the options that differ (a prompt encoder, calibration, a learning rate)."""
+    import hashlib
+    import json
+
+    return hashlib.sha256(json.dumps(identity_params(cfg), sort_keys=True).encode()).hexdigest()[:12]
 
 
-def run_tags(cfg: RunConfig, task: TaskSpec, split: FewShotSplit, eval_split: str, identity: dict) -> dict:
-    return {"task": task.name, "method": cfg.method_name, "model": cfg.model, "seed": str(cfg.seed),
-            "shots": str(cfg.shots), "split_fingerprint": split.fingerprint, "eval_split": eval_split,
-            **{f"model/{k}": str(v) for k, v in identity.items()}}
+def run_name(cfg: RunConfig, task: TaskSpec, scope: EvalScope) -> str:
+    """`p-tuning-sst2-k16-s13-3f9a2c` (+ `-test100of1821` for a limited evaluation): readable, and unique per
+    config through the hash's first six digits."""
+    return f"{cfg.method_name}-{task.name}-k{cfg.shots}-s{cfg.seed}-{config_hash(cfg)[:6]}{scope.name_suffix()}"
+
+
+RUN_KIND = "run"  # tag `kind` of one training run; a comparison's or sweep's parent run has its own kind
+
+
+def run_tags(cfg: RunConfig, task: TaskSpec, split: FewShotSplit, scope: EvalScope, identity: dict) -> dict:
+    return {"kind": RUN_KIND, "task": task.name, "method": cfg.method_name, "model": cfg.model,
+            "seed": str(cfg.seed), "shots": str(cfg.shots), "split_fingerprint": split.fingerprint,
+            "config_hash": config_hash(cfg), **scope.tags(), **{f"model/{k}": str(v) for k, v in identity.items()}}
 
 
 @dataclass
@@ -245,59 +276,114 @@ def fit_and_score(p: Prepared, cfg: RunConfig, on_log: Callable[[int, dict], Non
 
 
 def train(cfg: RunConfig, backbone=None, on_eval: Callable[[int, float], None] | None = None,
-          on_start: Callable[[str], None] | None = None) -> RunResult:
+          on_start: Callable[[str], None] | None = None, log: Callable[[str], None] | None = None) -> RunResult:
     """Train (or, for a method that does not train, just evaluate) and log one MLflow run.
 
     Returns the dev and test accuracy and the MLflow run id. `backbone` reuses a loaded model (its
     weights are changed by methods that train them). `on_start(run_id)` is called once the MLflow run
     exists; `on_eval(step, dev_accuracy)` at every evaluation, e.g. to report to a pruner: an exception
-    it raises stops training and marks the run failed with that error.
+    it raises stops training and marks the run failed with that error. `log` receives what the run will do
+    as it starts and, after the first step, how long it should take.
     """
     from workbench.adaptation.artifacts import ARTIFACT_DIR, save_trained
     from workbench.tracking import RunTracker, check_tracking_uri
     from workbench.training.trainer import peak_memory_mb
 
+    say = log or (lambda _: None)
     uri = check_tracking_uri(cfg.tracking.uri)  # an unreachable or misplaced store fails before the model loads
     p = prepare(cfg, backbone)
-    task, split, model, eval_split = p.task, p.split, p.model, p.eval_split
+    task, split, model = p.task, p.split, p.model
+    scope = EvalScope(p.eval_split, len(p.eval_rows), p.eval_total)
     trainable, total = model.count_parameters()
     resolved = resolved_config(cfg, p)
-    tags = run_tags(cfg, task, split, eval_split, p.ref.identity)
-    with RunTracker(cfg.tracking.experiment or task.name, run_name(cfg, task), uri,
+    tags = run_tags(cfg, task, split, scope, p.ref.identity)
+    forecast = Forecast(cfg, p)
+    say(forecast.plan())
+    with RunTracker(cfg.tracking.experiment or task.name, run_name(cfg, task, scope), uri,
                     tags=tags) as tracker:
         if on_start is not None:
             on_start(tracker.run_id)
         tracker.log_config(resolved)
         tracker.log_dict(split.ids, "split_ids.json")
         tracker.log_metrics({"trainable_params": trainable, "trainable_fraction": trainable / total})
+        forecast.start()
 
         def on_log(step: int, metrics: dict) -> None:
             tracker.log_metrics(metrics, step)
+            line = forecast.on_log(step, metrics)
+            if line:
+                say(line)
             if on_eval is not None and "eval/accuracy" in metrics:
                 on_eval(step, metrics["eval/accuracy"])
 
         out = fit_and_score(p, cfg, on_log)
-        final_step = 0
+        final_step, best_step = 0, 0
+        final = {}
         if out.fit is not None:
-            final_step = out.fit.steps
-            tracker.log_metrics({"train/seconds": out.fit.seconds, "train/examples_per_s": out.fit.examples_per_s,
-                                 "best_step": out.fit.best_step})
+            final_step, best_step = out.fit.steps, out.fit.best_step
+            # The dev score of the kept state has a name of its own: logging it as another `eval/accuracy` point
+            # at the last step would make the curve jump there.
+            final = {"train/seconds": out.fit.seconds, "train/examples_per_s": out.fit.examples_per_s,
+                     "best_step": best_step, "eval/best_accuracy": out.dev_accuracy}
+            tracker.set_tags({"kept_step": f"{best_step} of {final_step}"})
             if _should_save(cfg.tracking.save, trainable / total):
                 with tempfile.TemporaryDirectory() as tmp:
                     save_trained(model, Path(tmp), resolved)
                     tracker.log_artifacts(tmp, ARTIFACT_DIR)
+        else:  # nothing trained: the one dev score there is
+            final["eval/accuracy"] = out.dev_accuracy
         rows = out.eval_rows
         labels = [e.label for e in rows]
         preds = out.scores.argmax(-1).tolist()
-        # Logged at the last step so MLflow's compare view (latest value) shows the restored best state's score.
-        tracker.log_metrics({"eval/accuracy": out.dev_accuracy, **{f"test/{k}": v for k, v in out.test_metrics.items()},
-                             "test/examples_per_s": len(rows) / max(out.eval_seconds, 1e-9),
-                             "test/rows": len(rows),
+        eval_rate = len(rows) / max(out.eval_seconds, 1e-9)
+        tracker.log_metrics({**final, **{f"test/{k}": v for k, v in out.test_metrics.items()},
+                             "test/examples_per_s": eval_rate, "test/rows": len(rows),
                              "peak_mem_mb": peak_memory_mb(p.device)}, step=final_step)
-        tracker.log_predictions([e.guid for e in rows], labels, preds, out.scores, task.label_names)
+        tracker.log_predictions([e.guid for e in rows], labels, preds, out.scores, task.label_names,
+                                texts={f: [e.fields.get(f, "") for e in rows] for f in task.text_fields})
         tracker.log_confusion(labels, preds, task.label_names)
-        return RunResult(tracker.run_id, out.dev_accuracy, out.test_metrics, eval_split, len(rows), trainable,
-                         trainable / total, out.fit.seconds if out.fit else 0.0, cfg)
+        return RunResult(tracker.run_id, out.dev_accuracy, out.test_metrics, scope, trainable, trainable / total,
+                         out.fit.seconds if out.fit else 0.0, cfg, best_step, final_step, eval_rate)
+
+
+class Forecast:
+    """What a run will do, said as it starts, and how long each part should take, said as soon as it is
+    measured: the training time after the first step, the scoring time after the first dev evaluation (the same
+    batched forward pass as the final scoring). A 20-minute run must not look like a 2-minute one until it ends."""
+
+    def __init__(self, cfg: RunConfig, p: Prepared):
+        self.trains = p.method.trains
+        self.steps = cfg.train.max_steps
+        self.batch = effective_batch_size(cfg) * cfg.train.grad_accum
+        self.scope = EvalScope(p.eval_split, len(p.eval_rows), p.eval_total)
+        self.started = 0.0
+        self.scoring_said = False
+
+    def plan(self) -> str:
+        training = f"{self.steps} training steps of {self.batch} examples, then " if self.trains else ""
+        hint = "" if self.scope.limited or self.scope.total <= 500 else " (--eval-limit N scores fewer, for a quick look)"
+        return f"this run: {training}scoring {self.scope.describe()}{hint}"
+
+    def start(self) -> None:
+        self.started = time.perf_counter()
+
+    def on_log(self, step: int, metrics: dict) -> str | None:
+        """A line to say after this step, or None."""
+        if step == 1:
+            step_s = time.perf_counter() - self.started
+            return f"training: about {_duration(step_s * self.steps)} ({self.steps} steps; step 1 took {step_s:.1f} s)"
+        rate = metrics.get("eval/examples_per_s")
+        if rate and not self.scoring_said:
+            self.scoring_said = True
+            return (f"scoring {self.scope.describe()} after training: about {_duration(self.scope.rows / rate)} "
+                    f"(the dev split was scored at {rate:.1f} rows/s)")
+        return None
+
+
+def _duration(seconds: float) -> str:
+    if seconds < 90:
+        return f"{seconds:.0f} s"
+    return f"{seconds / 60:.0f} min" if seconds < 5400 else f"{seconds / 3600:.1f} h"
 
 
 def _should_save(policy: str, fraction: float) -> bool:

@@ -109,13 +109,16 @@ class StudyResult:
 
 
 class TrialHandle:
-    """What the objective sees of its trial: its number, the pruner, and the run it trains in."""
+    """What the objective sees of its trial: its number, the pruner, the run it trains in, and its `label` in the
+    sweep's progress lines ("trial 3/20")."""
 
-    def __init__(self, trial: optuna.Trial, study_name: str | None = None, tracking_uri: str | None = None):
+    def __init__(self, trial: optuna.Trial, study_name: str | None = None, tracking_uri: str | None = None,
+                 label: str | None = None):
         self._trial = trial
         self.number = trial.number
         self.study_name = study_name or trial.study.study_name
         self.tracking_uri = tracking_uri
+        self.label = label or f"trial #{trial.number}"
         self.run_id: str | None = None
 
     def started(self, run_id: str) -> None:
@@ -231,7 +234,68 @@ def end_orphaned_trial_runs(study: optuna.Study, parent_run_id: str, tracking_ur
     return ended
 
 
-def _wrap(spec: StudySpec, objective: Objective):
+def _short_value(value: Any) -> str:
+    if isinstance(value, float) and value != 0 and not 1e-3 <= abs(value) < 1e4:
+        return f"{value:.1e}"
+    return f"{value:.3g}" if isinstance(value, float) else str(value)
+
+
+def describe_params(params: dict[str, Any]) -> str:
+    """`lr=3.1e-04 num_soft=8`: each dotted path by its last part, unless two paths share it."""
+    last = [path.rsplit(".", 1)[-1] for path in params]
+    return " ".join(f"{name if last.count(name) == 1 else path}={_short_value(value)}"
+                    for (path, value), name in zip(params.items(), last))
+
+
+def duration(seconds: float) -> str:
+    """`72 s`, `20 min`, `1.5 h`: as precise as a wait needs."""
+    if seconds < 90:
+        return f"{seconds:.0f} s"
+    if seconds < 90 * 60:
+        return f"{seconds / 60:.0f} min"
+    return f"{seconds / 3600:.1f} h"
+
+
+class _Progress:
+    """The sweep's console lines: each trial as `trial i/N` when it starts (its values) and when it ends (its
+    score, the best so far, how long it took, and about how long the rest will take: the mean of the trials this
+    process finished times the trials still missing). i counts the study's finished trials, so a resumed study or
+    a second worker goes on from what the storage holds, and a failed trial's replacement keeps its i."""
+
+    def __init__(self, spec: StudySpec, log):
+        self.spec, self.log = spec, log
+        self.seconds: list[float] = []  # the trials this process finished (complete or pruned)
+        self.label: str | None = None  # the trial running now
+
+    def started(self, number: int, position: int, params: dict[str, Any]) -> str:
+        self.label = f"trial {position}/{self.spec.trials}"
+        self.log(f"{self.label} (#{number} of study {self.spec.name}): {describe_params(params)}")
+        return self.label
+
+    def ended(self, study: optuna.Study, trial: optuna.trial.FrozenTrial, seconds: float) -> None:
+        label, self.label = self.label or f"trial #{trial.number}", None
+        if trial.state == TrialState.FAIL:
+            self.log(f"{label}: failed after {duration(seconds)} ({trial.user_attrs.get('error')}); another trial "
+                     f"takes its place")
+            return
+        self.seconds.append(seconds)
+        if trial.state == TrialState.PRUNED:
+            steps = trial.intermediate_values
+            what = f"pruned at step {max(steps)}, dev {steps[max(steps)]:.3f}" if steps else "pruned"
+        else:
+            what = f"complete, dev {trial.value:.3f}"
+        try:
+            best = study.best_trial
+            what += f" (best so far {best.value:.3f}, #{best.number})"
+        except ValueError:  # no complete trial yet
+            pass
+        counts = _counts(study)
+        left = self.spec.trials - counts[TrialState.COMPLETE] - counts[TrialState.PRUNED]
+        eta = f"; about {duration(left * sum(self.seconds) / len(self.seconds))} left" if left > 0 else ""
+        self.log(f"{label}: {what}  {duration(seconds)}{eta}")
+
+
+def _wrap(spec: StudySpec, objective: Objective, progress: _Progress):
     import mlflow
 
     def optuna_objective(trial: optuna.Trial) -> float:
@@ -245,7 +309,8 @@ def _wrap(spec: StudySpec, objective: Objective):
             raise _BudgetReached()
         params = spec.space.sample(trial)
         trial.set_user_attr("overrides", _jsonable(params))
-        handle = TrialHandle(trial, spec.name, spec.tracking_uri)
+        label = progress.started(trial.number, len(before) + 1, params)
+        handle = TrialHandle(trial, spec.name, spec.tracking_uri, label)
         try:
             outcome = objective(params, handle)
         except optuna.TrialPruned:
@@ -275,8 +340,8 @@ def _wrap(spec: StudySpec, objective: Objective):
 
 
 def run_study(spec: StudySpec, objective: Objective, log=print) -> StudyResult:
-    """Run (or resume, or join) the study until it holds `spec.trials` finished trials or `spec.timeout` passes."""
-    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    """Run (or resume, or join) the study until it holds `spec.trials` finished trials or `spec.timeout` passes.
+    `log` gets a line when each trial starts and ends (see `_Progress`)."""
     if spec.pruner not in PRUNERS:
         raise ConfigError(f"sweep.pruner: {spec.pruner!r} is not allowed; expected one of {', '.join(PRUNERS)}",
                           field="sweep.pruner")
@@ -285,7 +350,8 @@ def run_study(spec: StudySpec, objective: Objective, log=print) -> StudyResult:
     reaped = reap_dead_trials(study, spec.tracking_uri)
     if reaped:
         log(f"marked trial(s) {reaped} FAIL: their worker died")
-    tags = {"sweep": "true", "optuna.study": spec.name, "optuna.storage": redact(storage_url), **spec.tags}
+    tags = {"kind": "sweep", "sweep": "true", "optuna.study": spec.name, "optuna.storage": redact(storage_url),
+            **spec.tags}
     run_id = _parent_id(study, created)
     with RunTracker(spec.experiment, f"sweep-{spec.name}", spec.tracking_uri, tags=tags, nested=False,
                     resume_run_id=run_id) as parent:
@@ -299,14 +365,21 @@ def run_study(spec: StudySpec, objective: Objective, log=print) -> StudyResult:
         if orphans:
             log(f"marked MLflow run(s) {', '.join(orphans)} KILLED: their trial had ended or their worker died")
         _optimize(study, spec, objective, parent, log)
+        _log_trials_table(study, spec, parent)
         result = _summarize(study, spec.name, storage_url, parent.run_id)
         _log_parent(study, result, parent)
     return result
 
 
 def _optimize(study: optuna.Study, spec: StudySpec, objective: Objective, parent: RunTracker, log) -> None:
-    wrapped = _wrap(spec, objective)
+    progress = _Progress(spec, log)
+    wrapped = _wrap(spec, objective, progress)
     start, failures = time.monotonic(), 0
+    counts = _counts(study)
+    done = counts[TrialState.COMPLETE] + counts[TrialState.PRUNED]
+    if done:
+        log(f"the study already holds {done}/{spec.trials} finished trials"
+            + ("" if done < spec.trials else "; none is added"))
     while True:
         reap_dead_trials(study, spec.tracking_uri)
         counts = _counts(study)
@@ -317,17 +390,17 @@ def _optimize(study: optuna.Study, spec: StudySpec, objective: Objective, parent
             log(f"timeout: {spec.timeout:g}s passed; {done}/{spec.trials} trials finished")
             break
         study.sampler = _make_sampler(spec.seed, sum(counts.values()), spec.trials)
+        began = time.monotonic()
         study.optimize(wrapped, n_trials=1, catch=(Exception,))
         trials = study.get_trials(deepcopy=False)
         trial = next((t for t in reversed(trials) if t.user_attrs.get("worker") == WORKER), trials[-1])
         if trial.state == TrialState.FAIL and trial.user_attrs.get("error", "").startswith("not run:"):
             break
-        value = f"{trial.value:.4f}" if trial.value is not None else "-"
-        error = f"  error: {trial.user_attrs.get('error')}" if trial.state == TrialState.FAIL else ""
-        log(f"trial {trial.number}: {trial.state.name.lower()} dev accuracy {value} {json.dumps(trial.params)}{error}")
+        progress.ended(study, trial, time.monotonic() - began)
         if trial.state == TrialState.COMPLETE:
             parent.log_metrics({"sweep/dev_accuracy": trial.value, "sweep/best_dev_accuracy": study.best_value},
                                step=trial.number)
+        _log_trials_table(study, spec, parent)  # the parent's note and table of trials, as trials finish
         failures = failures + 1 if trial.state == TrialState.FAIL else 0
         if failures >= spec.max_failures:
             raise WorkbenchError(f"{failures} trials in a row failed; last error: {trial.user_attrs.get('error')}")
@@ -343,6 +416,51 @@ def _summarize(study: optuna.Study, name: str, storage_url: str, parent_id: str)
                        counts[TrialState.FAIL], best.value if best else None,
                        dict(best.user_attrs.get("overrides", {})) if best else {},
                        best.user_attrs.get("mlflow_run_id") if best else None)
+
+
+def _trials_table(study: optuna.Study) -> dict[str, list]:
+    """Every trial of the study, by number: its state, dev accuracy, searched values and MLflow run."""
+    trials = study.get_trials(deepcopy=False)
+    names = sorted({k for t in trials for k in t.params})
+    return {"number": [t.number for t in trials], "state": [t.state.name for t in trials],
+            "dev_accuracy": [t.value for t in trials],
+            **{name: [t.params.get(name) for t in trials] for name in names},
+            "mlflow_run_id": [t.user_attrs.get("mlflow_run_id") for t in trials],
+            "error": [t.user_attrs.get("error") for t in trials]}
+
+
+def _trials_note(study: optuna.Study, spec: StudySpec, table: dict[str, list]) -> str:
+    def cell(v) -> str:
+        if v is None:
+            return ""
+        return f"{v:.4g}" if isinstance(v, float) else str(v).replace("|", "/").replace("\n", " ")
+
+    counts = _counts(study)
+    done = counts[TrialState.COMPLETE] + counts[TrialState.PRUNED]
+    head = (f"**sweep-{spec.name}**: {done} of {spec.trials} trials finished ({counts[TrialState.COMPLETE]} complete, "
+            f"{counts[TrialState.PRUNED]} pruned, {counts[TrialState.FAIL]} failed, {counts[TrialState.RUNNING]} "
+            f"running); one nested run per trial.")
+    complete = [t for t in study.get_trials(deepcopy=False) if t.state == TrialState.COMPLETE]
+    if complete:
+        best = max(complete, key=lambda t: t.value)
+        head += f" Best: trial {best.number}, dev accuracy {best.value:.4f}."
+    columns = [c for c in table if c != "error"]
+    lines = ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
+    lines += ["| " + " | ".join(cell(table[c][i]) for c in columns) + " |" for i in range(len(table["number"]))]
+    return head + "\n\n" + "\n".join(lines) + "\n"
+
+
+def _log_trials_table(study: optuna.Study, spec: StudySpec, parent: RunTracker) -> None:
+    """The study's trials as the parent run's description and as its table `comparison_table.json` (rewritten
+    each time). Best effort: a store refusing them must not stop the sweep."""
+    try:
+        table = _trials_table(study)
+        parent.set_note(_trials_note(study, spec, table))
+        parent.log_table(table, "comparison_table.json", replace=True)
+    except Exception as e:
+        import sys
+
+        print(f"warning: the sweep's table of trials was not logged: {type(e).__name__}: {e}", file=sys.stderr)
 
 
 def _log_parent(study: optuna.Study, result: StudyResult, parent: RunTracker) -> None:

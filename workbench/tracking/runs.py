@@ -26,6 +26,7 @@ from pathlib import Path
 import yaml
 
 from workbench.errors import WorkbenchError
+from workbench.tracking.guide import NOTE_TAG, describe_experiment
 from workbench.tracking.uris import redact_url, redact_value, tracking_uri_problem
 from workbench.tracking.workers import reap_orphan_runs, worker_tags
 
@@ -208,6 +209,7 @@ class RunTracker:
             run = mlflow.start_run(run_name=self.run_name, nested=nested)
         self.run_id = run.info.run_id
         self.client = mlflow.MlflowClient(self.uri)
+        describe_experiment(self.client, experiment)  # the UI's description of what to filter, show and plot
         try:
             # a re-opened run keeps its tags, but it is this process's now: others must not take it for an orphan
             self.set_tags(worker_tags() if self.resume_run_id else {**environment_tags(), **self.tags})
@@ -282,6 +284,32 @@ class RunTracker:
     def log_json(self, data, name: str) -> None:
         self.log_text(json.dumps(data, indent=1), name)
 
+    def set_note(self, markdown: str) -> None:
+        """The run's description (`mlflow.note.content`): MLflow's UI renders it as markdown on the run page. A note
+        over MLflow's 8,000 characters for a tag is cut at a line end, and says so."""
+        text, limit = redact_url(markdown), 8000
+        if len(text) > limit:
+            tail = "\n\n_(cut here: too long for a description; the full table is among the run's artifacts)_\n"
+            text = text[:text.rfind("\n", 0, limit - len(tail)) + 1].rstrip() + tail
+        self.client.set_tag(self.run_id, NOTE_TAG, text)
+
+    def log_table(self, data: dict[str, Sequence], artifact_file: str = "comparison_table.json", *,
+                  replace: bool = True) -> None:
+        """A table (column name -> values) as a JSON artifact MLflow's UI shows as a table (`MlflowClient.log_table`).
+        MLflow appends to a table that exists already; `replace` writes this one in its place instead (a sweep's
+        table of trials, rewritten as trials finish)."""
+        import pandas as pd
+
+        frame = pd.DataFrame({k: list(v) for k, v in data.items()})
+        frame = frame.map(lambda v: redact_url(v) if isinstance(v, str) else v)
+        folder = os.path.dirname(artifact_file) or None
+        exists = any(a.path == artifact_file for a in self.client.list_artifacts(self.run_id, folder))
+        if exists and replace:  # the same layout as MLflow's own (split orient), registered as a table already
+            self.client.log_text(self.run_id, frame.to_json(orient="split", index=False, date_format="iso"),
+                                 artifact_file)
+        else:
+            self.client.log_table(self.run_id, frame, artifact_file)
+
     def log_figure(self, fig, name: str) -> None:
         self.client.log_figure(self.run_id, fig, name)
 
@@ -289,12 +317,17 @@ class RunTracker:
         self.client.log_artifacts(self.run_id, folder, artifact_path)
 
     def log_predictions(self, guids: Sequence[str], labels: Sequence[int], predictions: Sequence[int],
-                        scores, label_names: Sequence[str], name: str = "predictions.csv") -> None:
+                        scores, label_names: Sequence[str], name: str = "predictions.csv",
+                        texts: dict[str, Sequence[str]] | None = None) -> None:
+        """One row per scored example: its id, its input text (a column per text field, so an error can be read
+        where it is found), gold label, prediction and class scores."""
+        texts = texts or {}
         buf = io.StringIO()
         writer = csv.writer(buf)
-        writer.writerow(["guid", "label", "prediction", *[f"score_{n}" for n in label_names]])
-        for g, y, p, s in zip(guids, labels, predictions, scores):
-            writer.writerow([g, label_names[y], label_names[p], *[f"{v:.5f}" for v in s]])
+        writer.writerow(["guid", *texts, "label", "prediction", *[f"score_{n}" for n in label_names]])
+        for i, (g, y, p, s) in enumerate(zip(guids, labels, predictions, scores)):
+            writer.writerow([g, *(column[i] for column in texts.values()), label_names[y], label_names[p],
+                             *[f"{v:.5f}" for v in s]])
         self.log_text(buf.getvalue(), name)
 
     def log_confusion(self, labels: Sequence[int], predictions: Sequence[int], label_names: Sequence[str],

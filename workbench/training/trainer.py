@@ -167,8 +167,10 @@ def train(model: PromptClassifier, train_set: list[EncodedExample], dev_set: lis
         if dev_set and (step % cfg.eval_every == 0 or step == cfg.max_steps):
             t0 = time.perf_counter()
             acc = accuracy(predict(model, dev_set, pad_id, cfg.eval_batch_size), dev_set)
-            eval_seconds += time.perf_counter() - t0
+            took = time.perf_counter() - t0
+            eval_seconds += took
             record["eval/accuracy"] = acc
+            record["eval/examples_per_s"] = len(dev_set) / max(took, 1e-9)
             if acc > best["acc"]:
                 best.update(step=step, acc=acc, state={n: p.detach().clone() for n, p in trainable.items()})
                 evals_since_best = 0
