@@ -15,7 +15,8 @@ from workbench.config import Float, SearchSpace
 from workbench.instruct.backends import Completion, Decoding
 from workbench.instruct.self_instruct import Generator, SelfInstructConfig, read_records
 from workbench.sweeps import StudySpec, TrialOutcome, run_study
-from workbench.sweeps.study import describe_params, duration
+from workbench.progress import duration
+from workbench.sweeps.study import describe_params
 
 from conftest import requires_data
 

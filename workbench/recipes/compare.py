@@ -21,6 +21,7 @@ from workbench.config.run import DEFAULT_MODEL, RunConfig
 from workbench.data import TaskSpec
 from workbench.data.metrics import EvalScope
 from workbench.errors import ConfigError, WorkbenchError
+from workbench.progress import duration
 from workbench.recipes.train import RunResult, identity_params, train
 from workbench.stats import PairedDifference, mean_sd
 from workbench.stats import paired_difference as paired_scores
@@ -216,9 +217,8 @@ def compare(cfg: CompareConfig, log=print) -> CompareResult:
 
     from workbench.data import get_task
     from workbench.models import resolve_model
-    from workbench.sweeps.study import duration
     from workbench.tracking import RunTracker, check_tracking_uri
-    from workbench.tracking.guide import save_comparison_view
+    from workbench.tracking.guide import COMPARISON_KIND, save_comparison_view
 
     validate(cfg)
     plans = {m: best_config(cfg, m) for m in cfg.methods}
@@ -238,7 +238,7 @@ def compare(cfg: CompareConfig, log=print) -> CompareResult:
     for note in notes:
         log(f"warning: {note}")
     name = (cfg.run_name or f"compare-{task.name}-k{cfg.shots}-{_plan_hash(configs)}") + scope.name_suffix()
-    tags = {"kind": "comparison", "compare": "true", "task": task.name, "model": cfg.model, "shots": str(cfg.shots),
+    tags = {"kind": COMPARISON_KIND, "compare": "true", "task": task.name, "model": cfg.model, "shots": str(cfg.shots),
             "methods": ",".join(cfg.methods), "seeds": ",".join(map(str, cfg.seeds)), "baseline": baseline,
             "equal_tuning": str(not notes).lower(), **scope.tags()}
     with RunTracker(first.tracking.experiment or task.name, name, uri, tags=tags, nested=False) as parent:

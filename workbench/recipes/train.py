@@ -19,6 +19,7 @@ from workbench.config import RunConfig, paths_with_role
 from workbench.data import FewShotSplit, TaskSpec, few_shot_split, get_task
 from workbench.data.metrics import EvalScope
 from workbench.errors import ConfigError
+from workbench.progress import duration
 from workbench.prompts import Template, Verbalizer, load_templates, load_verbalizer
 
 if TYPE_CHECKING:
@@ -223,10 +224,9 @@ def run_name(cfg: RunConfig, task: TaskSpec, scope: EvalScope) -> str:
     return f"{cfg.method_name}-{task.name}-k{cfg.shots}-s{cfg.seed}-{config_hash(cfg)[:6]}{scope.name_suffix()}"
 
 
-RUN_KIND = "run"  # tag `kind` of one training run; a comparison's or sweep's parent run has its own kind
-
-
 def run_tags(cfg: RunConfig, task: TaskSpec, split: FewShotSplit, scope: EvalScope, identity: dict) -> dict:
+    from workbench.tracking.guide import RUN_KIND
+
     return {"kind": RUN_KIND, "task": task.name, "method": cfg.method_name, "model": cfg.model,
             "seed": str(cfg.seed), "shots": str(cfg.shots), "split_fingerprint": split.fingerprint,
             "config_hash": config_hash(cfg), **scope.tags(), **{f"model/{k}": str(v) for k, v in identity.items()}}
@@ -371,19 +371,13 @@ class Forecast:
         """A line to say after this step, or None."""
         if step == 1:
             step_s = time.perf_counter() - self.started
-            return f"training: about {_duration(step_s * self.steps)} ({self.steps} steps; step 1 took {step_s:.1f} s)"
+            return f"training: about {duration(step_s * self.steps)} ({self.steps} steps; step 1 took {step_s:.1f} s)"
         rate = metrics.get("eval/examples_per_s")
         if rate and not self.scoring_said:
             self.scoring_said = True
-            return (f"scoring {self.scope.describe()} after training: about {_duration(self.scope.rows / rate)} "
+            return (f"scoring {self.scope.describe()} after training: about {duration(self.scope.rows / rate)} "
                     f"(the dev split was scored at {rate:.1f} rows/s)")
         return None
-
-
-def _duration(seconds: float) -> str:
-    if seconds < 90:
-        return f"{seconds:.0f} s"
-    return f"{seconds / 60:.0f} min" if seconds < 5400 else f"{seconds / 3600:.1f} h"
 
 
 def _should_save(policy: str, fraction: float) -> bool:

@@ -22,9 +22,11 @@ from optuna.trial import TrialState
 
 from workbench.config.space import SearchSpace
 from workbench.errors import ConfigError, WorkbenchError
+from workbench.progress import duration
 from workbench.sweeps.storage import (WORKER, check_storage, end_trial_run, open_storage, reap_dead_trials, redact,
                                       resolve_storage, worker_scope)
 from workbench.tracking import RunTracker, reap_orphan_runs
+from workbench.tracking.guide import SWEEP_KIND
 
 FINISHED = (TrialState.COMPLETE, TrialState.PRUNED)
 PRUNERS = ("median", "halving", "none")
@@ -247,15 +249,6 @@ def describe_params(params: dict[str, Any]) -> str:
                     for (path, value), name in zip(params.items(), last))
 
 
-def duration(seconds: float) -> str:
-    """`72 s`, `20 min`, `1.5 h`: as precise as a wait needs."""
-    if seconds < 90:
-        return f"{seconds:.0f} s"
-    if seconds < 90 * 60:
-        return f"{seconds / 60:.0f} min"
-    return f"{seconds / 3600:.1f} h"
-
-
 class _Progress:
     """The sweep's console lines: each trial as `trial i/N` when it starts (its values) and when it ends (its
     score, the best so far, how long it took, and about how long the rest will take: the mean of the trials this
@@ -350,7 +343,7 @@ def run_study(spec: StudySpec, objective: Objective, log=print) -> StudyResult:
     reaped = reap_dead_trials(study, spec.tracking_uri)
     if reaped:
         log(f"marked trial(s) {reaped} FAIL: their worker died")
-    tags = {"kind": "sweep", "sweep": "true", "optuna.study": spec.name, "optuna.storage": redact(storage_url),
+    tags = {"kind": SWEEP_KIND, "sweep": "true", "optuna.study": spec.name, "optuna.storage": redact(storage_url),
             **spec.tags}
     run_id = _parent_id(study, created)
     with RunTracker(spec.experiment, f"sweep-{spec.name}", spec.tracking_uri, tags=tags, nested=False,
