@@ -27,7 +27,7 @@ def test_train_logs_one_complete_run(tiny_mlm_dir, capsys, method):
     assert f"this run: 3 training steps of {batch} examples, then scoring the first 24 of 1,821 test rows" in \
         captured.err
     # how long each part should take, said once it is measured: training after step 1, scoring after a dev evaluation
-    assert "training: about " in captured.err and "(3 steps; step 1 took " in captured.err
+    assert "training: about " in captured.err and "(3 steps at " in captured.err
     assert "scoring the first 24 of 1,821 test rows after training: about " in captured.err
     run_id = out.strip().splitlines()[-1].split()[-1]
     run = mlflow.get_run(run_id)

@@ -64,7 +64,10 @@ def run_config(args: argparse.Namespace):
 def cmd_train(args: argparse.Namespace) -> None:
     from workbench.recipes.train import train
 
-    result = train(run_config(args), log=lambda s: print(s, file=sys.stderr, flush=True))
+    from tqdm.auto import tqdm
+
+    # tqdm.write: a line said while a progress bar is drawn goes above the bar, not onto its end
+    result = train(run_config(args), log=lambda s: tqdm.write(s, file=sys.stderr))
     test = result.test_metrics
     kept = f", best at step {result.best_step} of {result.steps} (its weights kept)" if result.steps else ""
     print(f"dev accuracy (few-shot dev, {result.config.shots}/class): {result.dev_accuracy:.4f}{kept}")

@@ -348,15 +348,18 @@ def train(cfg: RunConfig, backbone=None, on_eval: Callable[[int, float], None] |
 
 class Forecast:
     """What a run will do, said as it starts, and how long each part should take, said as soon as it is
-    measured: the training time after the first step, the scoring time after the first dev evaluation (the same
+    measured: the training time after the second step (the first carries one-time costs, such as the optimizer's
+    state, that would inflate the estimate threefold), the scoring time after the first dev evaluation (the same
     batched forward pass as the final scoring). A 20-minute run must not look like a 2-minute one until it ends."""
 
     def __init__(self, cfg: RunConfig, p: Prepared):
         self.trains = p.method.trains
         self.steps = cfg.train.max_steps
         self.batch = effective_batch_size(cfg) * cfg.train.grad_accum
+        self.dev_rows = len(p.split.dev)
         self.scope = EvalScope(p.eval_split, len(p.eval_rows), p.eval_total)
-        self.started = 0.0
+        self.last = 0.0  # when the previous step ended
+        self.first_step = 0.0
         self.scoring_said = False
 
     def plan(self) -> str:
@@ -365,19 +368,27 @@ class Forecast:
         return f"this run: {training}scoring {self.scope.describe()}{hint}"
 
     def start(self) -> None:
-        self.started = time.perf_counter()
+        self.last = time.perf_counter()
 
     def on_log(self, step: int, metrics: dict) -> str | None:
         """A line to say after this step, or None."""
-        if step == 1:
-            step_s = time.perf_counter() - self.started
-            return f"training: about {duration(step_s * self.steps)} ({self.steps} steps; step 1 took {step_s:.1f} s)"
+        now, took = time.perf_counter(), time.perf_counter() - self.last
+        self.last = now
         rate = metrics.get("eval/examples_per_s")
+        if rate:
+            took -= self.dev_rows / rate  # the step's dev evaluation is not training time
+        lines = []
+        if step == 1:
+            self.first_step = took
+        elif step == 2:
+            expected = self.first_step + took * (self.steps - 1)
+            lines.append(f"training: about {duration(expected)} ({self.steps} steps at {took:.1f} s, measured at "
+                         f"step 2; step 1 took {self.first_step:.1f} s)")
         if rate and not self.scoring_said:
             self.scoring_said = True
-            return (f"scoring {self.scope.describe()} after training: about {duration(self.scope.rows / rate)} "
-                    f"(the dev split was scored at {rate:.1f} rows/s)")
-        return None
+            lines.append(f"scoring {self.scope.describe()} after training: about {duration(self.scope.rows / rate)} "
+                         f"(the dev split was scored at {rate:.1f} rows/s)")
+        return "\n".join(lines) or None
 
 
 def _should_save(policy: str, fraction: float) -> bool:
