@@ -125,14 +125,20 @@ def input_file(path: str | os.PathLike, flag: str, what: str = "file") -> Path:
     return p
 
 
-def read_text_lines(path: Path, what: str = "file"):
-    """(line number, text) for every line of a UTF-8 text file; a byte that is not UTF-8 names its line."""
+def read_bytes(path: Path, expected: str) -> bytes:
+    """The file's bytes; one line naming it when it is a folder (`expected` says what was wanted instead) or
+    cannot be read."""
     try:
-        data = path.read_bytes()
+        return path.read_bytes()
     except IsADirectoryError:
-        raise ConfigError(f"{path}: is a folder; expected a {what}") from None
+        raise ConfigError(f"{path}: is a folder; {expected}") from None
     except OSError as e:
         raise ConfigError(f"{path}: cannot be read ({e.strerror or e})") from None
+
+
+def read_text_lines(path: Path, what: str = "file"):
+    """(line number, text) for every line of a UTF-8 text file; a byte that is not UTF-8 names its line."""
+    data = read_bytes(path, f"expected a {what}")
     return list(enumerate(decode_lines(path, data), start=1))
 
 

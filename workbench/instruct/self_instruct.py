@@ -139,12 +139,7 @@ def read_records(out: Path, repair: bool = True) -> list[dict]:
     out = Path(out)
     if not out.exists():
         return []
-    try:
-        data = out.read_bytes()
-    except IsADirectoryError:
-        raise ConfigError(f"{out}: is a folder; --out expects a file") from None
-    except OSError as e:
-        raise ConfigError(f"{out}: cannot be read ({e.strerror or e})") from None
+    data = C.read_bytes(out, "--out expects a file")
     keep = data.rfind(b"\n") + 1
     records = []
     for line_no, line in enumerate(C.decode_lines(out, data[:keep]), start=1):

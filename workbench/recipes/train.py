@@ -76,6 +76,10 @@ class Prepared:
     ref: ModelRef
     device: torch.device
 
+    @property
+    def scope(self) -> EvalScope:
+        return EvalScope(self.eval_split, len(self.eval_rows), self.eval_total)
+
 
 def load_pvp(cfg: RunConfig, task: TaskSpec, method: Method) -> tuple[Template | None, Verbalizer | None]:
     """Template and verbalizer (objects, or read from their files), checked against the task; (None, None)
@@ -218,18 +222,19 @@ def config_hash(cfg: RunConfig) -> str:
     return hashlib.sha256(json.dumps(identity_params(cfg), sort_keys=True).encode()).hexdigest()[:12]
 
 
-def run_name(cfg: RunConfig, task: TaskSpec, scope: EvalScope) -> str:
+def run_name(cfg: RunConfig, task: TaskSpec, scope: EvalScope, digest: str) -> str:
     """`p-tuning-sst2-k16-s13-3f9a2c` (+ `-test100of1821` for a limited evaluation): readable, and unique per
-    config through the hash's first six digits."""
-    return f"{cfg.method_name}-{task.name}-k{cfg.shots}-s{cfg.seed}-{config_hash(cfg)[:6]}{scope.name_suffix()}"
+    config through the first six digits of its `config_hash` (`digest`)."""
+    return f"{cfg.method_name}-{task.name}-k{cfg.shots}-s{cfg.seed}-{digest[:6]}{scope.name_suffix()}"
 
 
-def run_tags(cfg: RunConfig, task: TaskSpec, split: FewShotSplit, scope: EvalScope, identity: dict) -> dict:
+def run_tags(cfg: RunConfig, task: TaskSpec, split: FewShotSplit, scope: EvalScope, digest: str,
+             identity: dict) -> dict:
     from workbench.tracking.guide import RUN_KIND
 
     return {"kind": RUN_KIND, "task": task.name, "method": cfg.method_name, "model": cfg.model,
             "seed": str(cfg.seed), "shots": str(cfg.shots), "split_fingerprint": split.fingerprint,
-            "config_hash": config_hash(cfg), **scope.tags(), **{f"model/{k}": str(v) for k, v in identity.items()}}
+            "config_hash": digest, **scope.tags(), **{f"model/{k}": str(v) for k, v in identity.items()}}
 
 
 @dataclass
@@ -293,13 +298,13 @@ def train(cfg: RunConfig, backbone=None, on_eval: Callable[[int, float], None] |
     uri = check_tracking_uri(cfg.tracking.uri)  # an unreachable or misplaced store fails before the model loads
     p = prepare(cfg, backbone)
     task, split, model = p.task, p.split, p.model
-    scope = EvalScope(p.eval_split, len(p.eval_rows), p.eval_total)
+    scope, digest = p.scope, config_hash(cfg)
     trainable, total = model.count_parameters()
     resolved = resolved_config(cfg, p)
-    tags = run_tags(cfg, task, split, scope, p.ref.identity)
+    tags = run_tags(cfg, task, split, scope, digest, p.ref.identity)
     forecast = Forecast(cfg, p)
     say(forecast.plan())
-    with RunTracker(cfg.tracking.experiment or task.name, run_name(cfg, task, scope), uri,
+    with RunTracker(cfg.tracking.experiment or task.name, run_name(cfg, task, scope, digest), uri,
                     tags=tags) as tracker:
         if on_start is not None:
             on_start(tracker.run_id)
@@ -357,7 +362,7 @@ class Forecast:
         self.steps = cfg.train.max_steps
         self.batch = effective_batch_size(cfg) * cfg.train.grad_accum
         self.dev_rows = len(p.split.dev)
-        self.scope = EvalScope(p.eval_split, len(p.eval_rows), p.eval_total)
+        self.scope = p.scope
         self.last = 0.0  # when the previous step ended
         self.first_step = 0.0
         self.scoring_said = False
@@ -372,8 +377,8 @@ class Forecast:
 
     def on_log(self, step: int, metrics: dict) -> str | None:
         """A line to say after this step, or None."""
-        now, took = time.perf_counter(), time.perf_counter() - self.last
-        self.last = now
+        now = time.perf_counter()
+        took, self.last = now - self.last, now
         rate = metrics.get("eval/examples_per_s")
         if rate:
             took -= self.dev_rows / rate  # the step's dev evaluation is not training time
