@@ -36,7 +36,7 @@ def test_yaml_numbers_written_as_text_are_numbers():
     ({"tracking": {"save": "sometimes"}}, "tracking.save",
      "tracking.save: 'sometimes' is not allowed; expected one of 'auto', 'always', 'never'"),
     ({"train": {"lr": -1}}, "train.lr", "train.lr: -1 is not allowed; expected a number or null > 0"),
-    ({"shots": 0}, "shots", "shots: 0 is not allowed; expected an integer >= 1"),
+    ({"shots": -1}, "shots", "shots: -1 is not allowed; expected an integer >= 0"),
     ({"max_steps": 3}, "max_steps", "unknown field(s) ['max_steps'] (did you mean train.max_steps?)"),
     ({"train": {"steps": 3}}, "train.steps", "train: unknown field(s) ['steps']"),
     ({"method": {"r": 4}}, "method", "method: a mapping needs 'name'"),

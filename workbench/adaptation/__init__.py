@@ -8,7 +8,7 @@ from workbench.adaptation.registry import (BuildContext, Method, MethodRegistry,
                                            method_for_options, register_method)
 
 # The built-in methods register themselves on import.
-from workbench.adaptation import bitfit, finetune, icl, lora, prefix, prompt_finetune, soft_prompts  # noqa: E402,F401
+from workbench.adaptation import bitfit, finetune, icl, lora, pet, prefix, prompt_finetune, soft_prompts  # noqa: E402,F401,I001
 
 __all__ = ["BuildContext", "Method", "MethodRegistry", "all_methods", "freeze", "get_method", "method_for_options",
            "register_method"]

@@ -73,6 +73,12 @@ class Method:
     extra_tokens: Callable[[Any], int] | None = None
     # Runs after build with the model and the encoder, and returns the encoder to use (ICL's demonstrations).
     after_build: Callable[[BuildContext, Any, PromptClassifier, PromptEncoder], PromptEncoder] | None = None
+    # A method that is a job of several models (PET's ensemble and distillation) names the function that runs it
+    # in place of the one-model recipe, as "module:function" with `workbench.train`'s signature; `build` then
+    # builds one of its models. Named, not imported: the library never imports a recipe.
+    recipe: str | None = None
+    # False: runs with no labelled examples (`shots: 0`) are allowed (zero-shot PET/iPET).
+    needs_shots: bool = True
 
     def make_options(self, **values: Any) -> MethodOptions:
         """The options object, checked: unknown names and bad values are one-line ConfigErrors."""
@@ -107,6 +113,8 @@ class MethodRegistry:
         if undocumented:
             raise WorkbenchError(f"method {method.name!r}: option(s) {undocumented} are not declared with "
                                  f"workbench.option(default, help=...)")
+        if method.recipe is not None and ":" not in method.recipe:
+            raise WorkbenchError(f"method {method.name!r}: recipe {method.recipe!r} must be 'module:function'")
         method.options()  # the defaults must pass the option's own checks
         self._methods[method.name] = method
         self._by_options[method.options] = method

@@ -97,7 +97,8 @@ class RunConfig(Section):
 
     task: str | TaskSpec = option("sst2", role="study", help="built-in task name, task YAML file or TaskSpec")
     model: str = option(DEFAULT_MODEL, role="study", help="offline alias, local folder or Hugging Face id")
-    shots: int = option(16, role="study", min=1, help="training examples per class (the dev split: the same)")
+    shots: int = option(16, role="study", min=0, help="training examples per class (the dev split: the same); 0: "
+                                                      "no labelled examples (zero-shot PET/iPET)")
     seed: int = option(13, role="study", help="seed of the few-shot split and of training")
     method: Any = field(default=DEFAULT_METHOD)  # a MethodOptions object; its class names the method
     prompt: PromptConfig = field(default_factory=PromptConfig)

@@ -31,9 +31,12 @@ class FewShotSplit:
 
 
 def few_shot_split(task: TaskSpec, shots: int, seed: int) -> FewShotSplit:
-    """Deterministic in (task data, shots, seed): same arguments, same examples, on any machine."""
-    if shots < 1:
-        raise WorkbenchError(f"--shots must be at least 1, got {shots}")
+    """Deterministic in (task data, shots, seed): same arguments, same examples, on any machine. `shots=0` is the
+    empty split of a zero-shot run."""
+    if shots < 0:
+        raise WorkbenchError(f"--shots must be at least 0, got {shots}")
+    if shots == 0:
+        return FewShotSplit(task=task.name, shots=0, seed=seed, train=[], dev=[])
     rows = task.load_split("train")
     order = list(range(len(rows)))
     random.Random(seed).shuffle(order)

@@ -58,6 +58,7 @@ class TaskSpec:
     source: str = "builtin"  # or the YAML path
     template_file: str | None = None  # None: the template file shipped for a task of this name, if any
     verbalizer_file: str | None = None  # likewise
+    unlabeled_file: str | None = None  # unlabelled text for PET/iPET (the task's text fields; a label is ignored)
 
     @property
     def num_classes(self) -> int:
@@ -77,6 +78,28 @@ class TaskSpec:
             return Path(own)
         shipped = resources.template_file(self.name) if what == "template" else resources.verbalizer_file(self.name)
         return shipped if shipped.exists() else None
+
+    def load_unlabeled(self) -> list[Example]:
+        """The rows of the task's `unlabeled` file, with label -1: every text field must be a column (or key)."""
+        if self.unlabeled_file is None:
+            raise WorkbenchError(f"task {self.name!r} names no unlabeled file")
+        path = Path(self.unlabeled_file)
+        table = read_table(path, "unlabeled file")
+        if table.header is not None:
+            missing = [f for f in self.text_fields if f not in table.header]
+            if missing:
+                raise ConfigError(f"{path}: line 1: the header {list(table.header)} has no column {missing[0]!r}; "
+                                  f"task {self.name!r} reads text field(s) {list(self.text_fields)}")
+        out = []
+        for i, (n, row) in enumerate(table.rows):
+            for name in self.text_fields:
+                value = row.get(name)
+                if not isinstance(value, str):
+                    got = "missing" if name not in row else f"{type(value).__name__}, not text"
+                    raise ConfigError(f"{path}: {table.unit} {n}: field {name!r} is {got} (task {self.name!r} reads "
+                                      f"text field(s) {list(self.text_fields)})")
+            out.append(Example(f"unlabeled-{i}", {k: str(v).strip() for k, v in row.items() if v is not None}, -1))
+        return out
 
     def data_source(self) -> Path | HubSource:
         """Where the rows come from: the task's folder (a user task's, or WORKBENCH_DATA_DIR/<name> when it
@@ -312,7 +335,7 @@ BUILTIN_TASKS: dict[str, TaskSpec] = {
 
 
 TASK_FIELDS = ("name", "data_dir", "files", "text_fields", "label_field", "label_names", "label_values", "metric",
-               "eval_split", "description", "templates", "verbalizer")
+               "eval_split", "description", "templates", "verbalizer", "unlabeled")
 
 
 def load_task_yaml(path: str | Path) -> TaskSpec:
@@ -397,7 +420,8 @@ def load_task_yaml(path: str | Path) -> TaskSpec:
                           f"{sorted(files)}")
 
     def prompt_file(key: str, example: str) -> str | None:
-        """A template or verbalizer file, relative to the task file; its lines are checked when a run reads it."""
+        """A template, verbalizer or unlabelled file, relative to the task file; its lines are checked when a run
+        reads it."""
         if key not in raw:
             return None
         value = raw[key]
@@ -425,6 +449,7 @@ def load_task_yaml(path: str | Path) -> TaskSpec:
         source=str(path),
         template_file=prompt_file("templates", "templates.txt"),
         verbalizer_file=prompt_file("verbalizer", "verbalizer.txt"),
+        unlabeled_file=prompt_file("unlabeled", "unlabeled.tsv"),
     )
 
 

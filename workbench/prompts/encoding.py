@@ -26,6 +26,8 @@ class EncodedExample:
     readout: int
     label: int
     soft_slots: list[int] = field(default_factory=list)  # positions of {"soft"} tokens, in template order
+    # A teacher's class scores (distillation): trained towards their softened distribution instead of `label`.
+    target: list[float] | None = None
 
 
 @dataclass
@@ -207,10 +209,13 @@ def collate(batch: list[EncodedExample], pad_id: int) -> dict[str, torch.Tensor]
         ids[i, : len(e.input_ids)] = torch.tensor(e.input_ids)
         mask[i, : len(e.input_ids)] = 1
         soft[i, : len(e.soft_slots)] = torch.tensor(e.soft_slots, dtype=torch.long)
-    return {
+    out = {
         "input_ids": ids,
         "attention_mask": mask,
         "readout": torch.tensor([e.readout for e in batch]),
         "soft_slots": soft,
         "labels": torch.tensor([e.label for e in batch]),
     }
+    if batch[0].target is not None:
+        out["targets"] = torch.tensor([e.target for e in batch], dtype=torch.float32)
+    return out

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import csv
 import json
-import os
 import tempfile
 from pathlib import Path
 
@@ -18,10 +17,8 @@ from workbench.errors import ConfigError, WorkbenchError
 from workbench.prompts import Verbalizer, parse_template
 from workbench.recipes.train import Prepared, prepare
 from workbench.tracking import resolve_tracking_uri
+from workbench.tracking.runs import download_artifact
 from workbench.training import predict
-
-PROGRESS_BAR_ENV = "MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR"
-
 
 def read_input(path: str | Path) -> Table:
     """The input file (TSV with a header), checked before any run or model is touched."""
@@ -50,22 +47,12 @@ def _check_output(output: str | Path | None) -> None:
 
 
 def fetch_run(run_id: str, tracking_uri: str | None, into: Path) -> Path:
-    import mlflow
-
     uri = resolve_tracking_uri(tracking_uri)
-    bar = os.environ.get(PROGRESS_BAR_ENV)
-    os.environ[PROGRESS_BAR_ENV] = "false"  # a few kilobytes: a progress bar would only break a one-line error
     try:
-        return Path(mlflow.artifacts.download_artifacts(run_id=run_id, artifact_path=ARTIFACT_DIR,
-                                                        dst_path=str(into), tracking_uri=uri))
+        return download_artifact(run_id, ARTIFACT_DIR, uri, into)
     except Exception as e:  # MLflow raises several types for a missing run or artifact
         raise WorkbenchError(f"run {run_id!r} in {uri}: no saved method artifact ({str(e).splitlines()[0]}). "
                              f"Runs of methods that train most weights are saved only with save: always") from None
-    finally:
-        if bar is None:
-            os.environ.pop(PROGRESS_BAR_ENV, None)
-        else:
-            os.environ[PROGRESS_BAR_ENV] = bar
 
 
 def saved_config(folder: Path) -> RunConfig:

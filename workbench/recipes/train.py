@@ -7,6 +7,7 @@ and verbalizer files, and the label words against the vocabulary.
 
 from __future__ import annotations
 
+import importlib
 import tempfile
 import time
 from collections.abc import Callable
@@ -154,7 +155,7 @@ def prepare(cfg: RunConfig, backbone=None) -> Prepared:
                           f"{context} tokens", field="method")
     max_length = min(cfg.prompt.max_seq_length, context) - extra
     encoder = PromptEncoder(template, tokenizer, ref.kind, task.text_fields, max_length)
-    encoder.check_fields(split.train[0])
+    encoder.check_fields(split.train[0] if split.train else eval_rows[0])
 
     device = pick_device()
     if backbone is None:
@@ -237,6 +238,17 @@ def run_tags(cfg: RunConfig, task: TaskSpec, split: FewShotSplit, scope: EvalSco
             "config_hash": digest, **scope.tags(), **{f"model/{k}": str(v) for k, v in identity.items()}}
 
 
+def trainer_config(cfg: RunConfig):
+    """The trainer's settings from the run config's `train` section (method defaults filled in)."""
+    from workbench.training import TrainerConfig
+
+    t = cfg.train
+    return TrainerConfig(max_steps=t.max_steps, lr=effective_lr(cfg), batch_size=effective_batch_size(cfg),
+                         grad_accum=t.grad_accum, warmup_ratio=t.warmup_ratio, weight_decay=t.weight_decay,
+                         eval_every=t.eval_every, patience=t.patience, eval_batch_size=cfg.eval.batch_size,
+                         seed=cfg.seed, progress=cfg.tracking.progress)
+
+
 @dataclass
 class Scored:
     """What training and evaluating a prepared run produced, before anything is logged."""
@@ -255,7 +267,7 @@ def fit_and_score(p: Prepared, cfg: RunConfig, on_log: Callable[[int, dict], Non
     import numpy as np
 
     from workbench.data import compute_metrics
-    from workbench.training import TrainerConfig, predict
+    from workbench.training import predict
     from workbench.training import train as train_loop
 
     encoder, pad_id = p.encoder, p.encoder.tokenizer.pad_token_id
@@ -264,12 +276,8 @@ def fit_and_score(p: Prepared, cfg: RunConfig, on_log: Callable[[int, dict], Non
     eval_enc = [encoder.encode(e) for e in eval_rows]
     fit = None
     if p.method.trains:
-        t = cfg.train
-        tcfg = TrainerConfig(max_steps=t.max_steps, lr=effective_lr(cfg), batch_size=effective_batch_size(cfg),
-                             grad_accum=t.grad_accum, warmup_ratio=t.warmup_ratio, weight_decay=t.weight_decay,
-                             eval_every=t.eval_every, patience=t.patience, eval_batch_size=cfg.eval.batch_size,
-                             seed=cfg.seed, progress=cfg.tracking.progress)
-        fit = train_loop(p.model, [encoder.encode(e) for e in p.split.train], dev_enc, pad_id, tcfg, on_log=on_log)
+        fit = train_loop(p.model, [encoder.encode(e) for e in p.split.train], dev_enc, pad_id, trainer_config(cfg),
+                         on_log=on_log)
     dev_scores = predict(p.model, dev_enc, pad_id, cfg.eval.batch_size)
     dev_acc = float((dev_scores.argmax(-1) == np.array([e.label for e in dev_enc])).mean())
     start = time.perf_counter()
@@ -294,6 +302,12 @@ def train(cfg: RunConfig, backbone=None, on_eval: Callable[[int, float], None] |
     from workbench.tracking import RunTracker, check_tracking_uri
     from workbench.training.trainer import peak_memory_mb
 
+    method = method_for_options(cfg.method)
+    if method.recipe is not None:  # a job of several models (PET): its own recipe, the same contract
+        module, _, function = method.recipe.partition(":")
+        job = getattr(importlib.import_module(module), function)
+        return job(cfg, backbone=backbone, on_eval=on_eval, on_start=on_start, log=log)
+    check_shots(cfg, method)
     say = log or (lambda _: None)
     uri = check_tracking_uri(cfg.tracking.uri)  # an unreachable or misplaced store fails before the model loads
     p = prepare(cfg, backbone)
@@ -349,6 +363,16 @@ def train(cfg: RunConfig, backbone=None, on_eval: Callable[[int, float], None] |
         tracker.log_confusion(labels, preds, task.label_names)
         return RunResult(tracker.run_id, out.dev_accuracy, out.test_metrics, scope, trainable, trainable / total,
                          out.fit.seconds if out.fit else 0.0, cfg, best_step, final_step, eval_rate)
+
+
+def check_shots(cfg: RunConfig, method: Method) -> None:
+    """`shots: 0` (no labelled examples) only for methods that run without them."""
+    from workbench.adaptation import all_methods
+
+    if cfg.shots == 0 and method.needs_shots:
+        zero = [m.name for m in all_methods().values() if not m.needs_shots]
+        raise ConfigError(f"shots: 0 leaves method {method.name!r} nothing to train on; give --shots 1 or more "
+                          f"(methods that run without labelled examples: {', '.join(zero)})", field="shots")
 
 
 class Forecast:

@@ -163,6 +163,26 @@ def find_matching_run(experiment: str, uri: str | None, tags: dict[str, str], pa
     return None
 
 
+PROGRESS_BAR_ENV = "MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR"
+
+
+def download_artifact(run_id: str, artifact_path: str, uri: str | None, into: Path) -> Path:
+    """A run's artifact (a file or folder) copied under `into`, without MLflow's progress bar (small files: a bar
+    would only break the lines around it). MLflow's own exception passes through."""
+    import mlflow
+
+    bar = os.environ.get(PROGRESS_BAR_ENV)
+    os.environ[PROGRESS_BAR_ENV] = "false"
+    try:
+        return Path(mlflow.artifacts.download_artifacts(run_id=run_id, artifact_path=artifact_path,
+                                                        dst_path=str(into), tracking_uri=resolve_tracking_uri(uri)))
+    finally:
+        if bar is None:
+            os.environ.pop(PROGRESS_BAR_ENV, None)
+        else:
+            os.environ[PROGRESS_BAR_ENV] = bar
+
+
 class RunTracker:
     """Context manager for one MLflow run.
 

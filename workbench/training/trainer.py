@@ -1,6 +1,10 @@
 """One training loop for every method: AdamW, linear warm-up and decay, gradient accumulation,
 bf16 autocast on CUDA, evaluation on the few-shot dev split every N steps, early stopping, and the
-best state restored at the end."""
+best state restored at the end.
+
+The loss is cross-entropy on the labels, or, for examples that carry a teacher's scores (`target`: PET's
+distillation), the temperature-softened KL divergence from them. An auxiliary loss (PET's language-model loss
+on unlabelled text) can be mixed in with a weight."""
 
 from __future__ import annotations
 
@@ -14,6 +18,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 from tqdm.auto import tqdm
 
 from workbench.prompts.encoding import EncodedExample, collate
@@ -34,6 +39,8 @@ class TrainerConfig:
     eval_batch_size: int = 32
     seed: int = 13
     progress: bool = True
+    temperature: float = 2.0  # softens teacher and student scores for examples with a `target` (distillation)
+    aux_weight: float = 0.0  # loss = (1 - w) * task loss + w * aux_loss(); PET's language-model weight is 1e-4
 
 
 @dataclass
@@ -97,6 +104,19 @@ def accuracy(scores: np.ndarray, examples: list[EncodedExample]) -> float:
     return float((scores.argmax(-1) == labels).mean()) if len(labels) else 0.0
 
 
+def distillation_loss(scores: torch.Tensor, targets: torch.Tensor, temperature: float) -> torch.Tensor:
+    """KL(softmax(targets / T) || softmax(scores / T)) * T^2, averaged over the batch (Hinton et al.; PET's
+    distillation). The T^2 keeps gradient sizes comparable across temperatures."""
+    t = temperature
+    return F.kl_div(F.log_softmax(scores / t, -1), F.softmax(targets / t, -1), reduction="batchmean") * t * t
+
+
+def task_loss(scores: torch.Tensor, batch: dict[str, torch.Tensor], temperature: float) -> torch.Tensor:
+    if "targets" in batch:
+        return distillation_loss(scores, batch["targets"], temperature)
+    return F.cross_entropy(scores, batch["labels"])
+
+
 def _optimizer(model: PromptClassifier, cfg: TrainerConfig, device: torch.device) -> torch.optim.Optimizer:
     groups = []
     for group in model.param_groups(cfg.lr):
@@ -110,7 +130,10 @@ def _optimizer(model: PromptClassifier, cfg: TrainerConfig, device: torch.device
 
 
 def train(model: PromptClassifier, train_set: list[EncodedExample], dev_set: list[EncodedExample], pad_id: int,
-          cfg: TrainerConfig, on_log: Callable[[int, dict], None] | None = None) -> TrainResult:
+          cfg: TrainerConfig, on_log: Callable[[int, dict], None] | None = None,
+          aux_loss: Callable[[], torch.Tensor] | None = None) -> TrainResult:
+    """Train `model` on `train_set`, keeping the state with the best accuracy on `dev_set` (the last state when
+    `dev_set` is empty). `aux_loss()`, when given with `cfg.aux_weight`, is computed at every micro-batch."""
     device = next(model.parameters()).device
     if not model.trainable_parameters():
         raise ValueError("the method left no parameter trainable")
@@ -154,7 +177,10 @@ def train(model: PromptClassifier, train_set: list[EncodedExample], dev_set: lis
             batch = _to(collate(chunk, pad_id), device)
             with _autocast(device):
                 scores = model(batch)
-            loss = torch.nn.functional.cross_entropy(scores.float(), batch["labels"]) / cfg.grad_accum
+            loss = task_loss(scores.float(), batch, cfg.temperature)
+            if aux_loss is not None and cfg.aux_weight:
+                loss = (1 - cfg.aux_weight) * loss + cfg.aux_weight * aux_loss()
+            loss = loss / cfg.grad_accum
             loss.backward()
             loss_sum += loss.item()
             seen += len(chunk)
