@@ -69,8 +69,11 @@ def cmd_train(args: argparse.Namespace) -> None:
     # tqdm.write: a line said while a progress bar is drawn goes above the bar, not onto its end
     result = train(run_config(args), log=lambda s: tqdm.write(s, file=sys.stderr))
     test = result.test_metrics
-    kept = f", best at step {result.best_step} of {result.steps} (its weights kept)" if result.steps else ""
-    print(f"dev accuracy (few-shot dev, {result.config.shots}/class): {result.dev_accuracy:.4f}{kept}")
+    if result.config.shots:
+        kept = f", best at step {result.best_step} of {result.steps} (its weights kept)" if result.steps else ""
+        print(f"dev accuracy (few-shot dev, {result.config.shots}/class): {result.dev_accuracy:.4f}{kept}")
+    else:
+        print("no labelled examples (shots 0): no dev split; the last step's weights kept")
     print(f"accuracy on {result.scope.describe()}: {test['accuracy']:.4f}  macro-F1: {test['macro_f1']:.4f}  "
           f"({result.eval_examples_per_s:.1f} rows/s)")
     print(f"trainable params: {result.trainable_params:,} ({100 * result.trainable_fraction:.3f}%)  "

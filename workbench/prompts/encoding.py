@@ -216,6 +216,9 @@ def collate(batch: list[EncodedExample], pad_id: int) -> dict[str, torch.Tensor]
         "soft_slots": soft,
         "labels": torch.tensor([e.label for e in batch]),
     }
-    if batch[0].target is not None:
+    with_target = sum(e.target is not None for e in batch)
+    if with_target == len(batch):
         out["targets"] = torch.tensor([e.target for e in batch], dtype=torch.float32)
+    elif with_target:  # a silent mix would train some examples on labels, others on nothing
+        raise ValueError(f"{with_target} of {len(batch)} examples in a batch carry a target; all or none must")
     return out

@@ -36,8 +36,8 @@ from workbench.data.metrics import EvalScope
 from workbench.errors import ConfigError
 from workbench.progress import duration
 from workbench.prompts import Template, load_templates
-from workbench.recipes.train import (RunResult, _task_file, config_hash, load_pvp, prepare, resolved_config,
-                                     resolved_tree, run_name, run_tags, trainer_config)
+from workbench.recipes.train import (RunResult, _task_file, config_hash, identity_params, load_pvp, prepare,
+                                     resolved_config, resolved_tree, run_name, run_tags, trainer_config)
 from workbench.training.ensemble import (draw_labelled, ensemble_weights, merge, new_examples, per_class,
                                          pick_labellers, softmax)
 
@@ -73,6 +73,7 @@ class Scores:
     train_seconds: float = 0.0
     test_seconds: float = 0.0
     pool_seconds: float = 0.0
+    reused_from: str | None = None  # the finished member run these scores were read from (not saved)
 
     def save(self, path: Path) -> None:
         np.savez(path, prior=self.prior, dev=self.dev, test=self.test, pool=self.pool,
@@ -250,9 +251,8 @@ def train_pet(cfg: RunConfig, backbone=None, on_eval: Callable[[int, float], Non
                     resume_run_id=resume) as tracker:
         if on_start is not None:
             on_start(tracker.run_id)
-        done = finished_members(tracker, uri) if resume else {}
         if resume:
-            say(f"resuming run {resume}: {len(done)} model(s) finished before; their scores are read back")
+            say(f"resuming run {resume}: models that finished are not trained again")
         else:
             tree = resolved_tree(cfg)
             tree["runtime"] = {"pvps": [list(p) for p in job.pvps], "reduction": job.reduction,
@@ -260,11 +260,11 @@ def train_pet(cfg: RunConfig, backbone=None, on_eval: Callable[[int, float], Non
             tracker.log_config(tree)
             tracker.log_dict(job.split.ids, "split_ids.json")
             tracker.log_dict([e.guid for e in job.pool], "pool_ids.json")
-        result = _run(job, backbone, pretrained, tracker, done, on_eval, say)
+        result = _run(job, backbone, pretrained, tracker, on_eval, say)
         return replace(result, run_id=tracker.run_id)
 
 
-def _run(job: Job, backbone, pretrained, tracker, done: dict[str, Scores], on_eval, say) -> RunResult:
+def _run(job: Job, backbone, pretrained, tracker, on_eval, say) -> RunResult:
     labels = {"dev": np.array([e.label for e in job.split.dev]), "test": np.array([e.label for e in job.eval_rows])}
     extra: dict[int, list[Example]] = {}  # iPET: each member's pool examples, labelled by the previous generation
     timer = Timer(job.size * job.generations, say)
@@ -272,19 +272,17 @@ def _run(job: Job, backbone, pretrained, tracker, done: dict[str, Scores], on_ev
     for g in range(job.generations):
         scores: list[Scores] = []
         for m in job.members(g):
-            if m.key in done:
-                s = done[m.key]
-            else:
-                s = run_member(job, m, extra.get(m.index, []), backbone, pretrained, tracker)
-                timer.member_done(m, s, labels)
+            s = run_member(job, m, extra.get(m.index, []), backbone, pretrained, tracker)
+            timer.member_done(m, s, labels)
             scores.append(s)
             train_seconds += s.train_seconds
         weights = ensemble_weights([s.prior for s in scores], job.reduction)
         ensemble = {part: merge([getattr(s, part) for s in scores], weights) for part in PARTS}
         summary = generation_summary(scores, ensemble, labels)
         tracker.log_metrics(summary, step=g)
+        single = "best single model by dev" if job.split.dev else "first single model"
         say(f"generation {g}: ensemble of {len(scores)} models, dev {_fmt(summary.get('ensemble/dev_accuracy'))}, "
-            f"{job.eval_split} {summary['ensemble/test_accuracy']:.4f} (best single model by dev: "
+            f"{job.eval_split} {summary['ensemble/test_accuracy']:.4f} ({single}: "
             f"{summary['members/test_accuracy_best_dev']:.4f})")
         if on_eval is not None and "ensemble/dev_accuracy" in summary:
             on_eval(g, summary["ensemble/dev_accuracy"])
@@ -370,6 +368,18 @@ def run_member(job: Job, m: Member, extra: list[Example], backbone, pretrained, 
     from workbench.training.lm_loss import unlabeled_lm_loss
 
     cfg, opts = job.cfg, job.opts
+    digest = member_hash(job, m, extra)
+    tags = {"kind": MEMBER_KIND, "member": m.key, "member_hash": digest, "generation": str(m.generation),
+            "template_id": str(m.template_id), "repetition": str(m.repetition), "task": job.task.name,
+            "method": cfg.method_name}
+    found = finished_member(parent, digest)
+    if found is not None:  # trained before (a stopped job, or another job with this member): not again
+        with RunTracker(parent.experiment, f"{parent.run_name}-{m.key}", parent.uri,
+                        tags={**tags, "reused_from": found[0]}, nested=True) as run:
+            with tempfile.TemporaryDirectory() as tmp:
+                found[1].save(Path(tmp) / SCORES)
+                run.log_artifacts(tmp)
+        return replace(found[1], reused_from=found[0])
     backbone.model.load_state_dict(pretrained)
     mcfg = job.member_config(m)
     p = prepare(mcfg, backbone)
@@ -378,8 +388,6 @@ def run_member(job: Job, m: Member, extra: list[Example], backbone, pretrained, 
     shots = [encode(e) for e in job.split.train]
     dev = [encode(e) for e in job.split.dev]
     pool = [encode(e) for e in job.pool]
-    tags = {"kind": MEMBER_KIND, "member": m.key, "generation": str(m.generation), "template_id": str(m.template_id),
-            "repetition": str(m.repetition), "task": job.task.name, "method": cfg.method_name}
     with RunTracker(parent.experiment, f"{parent.run_name}-{m.key}", parent.uri, tags=tags, nested=True) as run:
         run.log_params({"template_id": m.template_id, "verbalizer": m.verbalizer or "run's", "repetition": m.repetition,
                         "generation": m.generation, "train_examples": len(shots) + len(extra),
@@ -503,34 +511,55 @@ def unfinished_parent(experiment: str, uri: str, digest: str, method: str) -> st
     return runs[0].info.run_id if runs and runs[0].info.status != "FINISHED" else None
 
 
-def finished_members(tracker, uri: str) -> dict[str, Scores]:
-    """The scores of the members of the tracker's (resumed) run whose nested run finished."""
+def member_hash(job: Job, m: Member, extra: list[Example]) -> str:
+    """What decides a member's scores, hashed: its run config without the PET-only options (which change other
+    members, not this one), its repetition, the pool and its iPET set. Equal hashes, equal scores: a finished
+    member is found again by it, in a resumed job or in another (a `pet` and an `ipet` job share generation 0)."""
+    import hashlib
+    import json
+
+    ident = {k: v for k, v in identity_params(job.member_config(m)).items() if not k.startswith("method.")}
+    ident.update(lm_weight=job.opts.lm_weight, repetition=m.repetition, pool=[e.guid for e in job.pool],
+                 extra=[(e.guid, e.label) for e in extra])
+    return hashlib.sha256(json.dumps(ident, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def finished_member(tracker, digest: str) -> tuple[str, Scores] | None:
+    """(run id, scores) of a finished member run with this hash in the tracker's experiment, or None."""
     from workbench.tracking.runs import download_artifact
 
     client = tracker.client
     exp = client.get_run(tracker.run_id).info.experiment_id
-    runs = client.search_runs([exp], f"tags.mlflow.parentRunId = '{tracker.run_id}' and tags.kind = '{MEMBER_KIND}' "
-                                     f"and attributes.status = 'FINISHED'", max_results=1000)
-    out = {}
+    runs = client.search_runs([exp], f"tags.member_hash = '{digest}' and tags.kind = '{MEMBER_KIND}' and "
+                                     f"attributes.status = 'FINISHED'", order_by=["attributes.start_time DESC"],
+                              max_results=1)
+    if not runs:
+        return None
+    run_id = runs[0].info.run_id
     with tempfile.TemporaryDirectory() as tmp:
-        for run in runs:
-            key = run.data.tags["member"]
-            out[key] = Scores.load(download_artifact(run.info.run_id, SCORES, uri, Path(tmp) / key))
-    return out
+        return run_id, Scores.load(download_artifact(run_id, SCORES, tracker.uri, Path(tmp)))
 
 
 class Timer:
-    """One line per finished member: its numbers, and the time left for the members still to train."""
+    """One line per member: its numbers, and the time left for the members still to train (measured on the
+    members trained in this process; a reused one costs nothing)."""
 
     def __init__(self, total: int, say: Callable[[str], None]):
         self.total, self.say = total, say
-        self.count, self.start = 0, time.perf_counter()
+        self.count, self.trained, self.seconds = 0, 0, 0.0
+        self.last = time.perf_counter()
 
     def member_done(self, m: Member, s: Scores, labels: dict) -> None:
+        now = time.perf_counter()
         self.count += 1
-        took = (time.perf_counter() - self.start) / self.count
+        if s.reused_from is None:
+            self.trained += 1
+            self.seconds += now - self.last
+        self.last = now
         left = self.total - self.count
         dev = f"dev {accuracy(s.dev, labels['dev']):.3f}, " if len(labels["dev"]) else ""
-        self.say(f"model {self.count}/{self.total} ({m.key}): {dev}test {accuracy(s.test, labels['test']):.3f}, pool "
-                 f"scored at {len(s.pool) / max(s.pool_seconds, 1e-9):.1f} rows/s"
-                 + (f"; about {duration(took * left)} left for the models" if left else ""))
+        done = (f"reused from run {s.reused_from}" if s.reused_from else
+                f"pool scored at {len(s.pool) / max(s.pool_seconds, 1e-9):.1f} rows/s")
+        eta = f"; about {duration(self.seconds / self.trained * left)} left for the models" if left and self.trained else ""
+        self.say(f"model {self.count}/{self.total} ({m.key}): {dev}test {accuracy(s.test, labels['test']):.3f}, "
+                 f"{done}{eta}")
