@@ -24,7 +24,6 @@ from types import SimpleNamespace
 import mlflow
 import pytest
 from bad_inputs import Case, run_case
-
 from conftest import SHARED_DATA, requires_data
 
 # ---- a task defined only by YAML --------------------------------------------------------------------------------
@@ -316,7 +315,8 @@ def test_predict_on_a_pet_run_uses_the_distilled_classifier(sst2_ipet, tmp_path,
     client, run_id = sst2_ipet.client, sst2_ipet.result.run_id
     saved = artifact_json(client, run_id, "method/run_config.json", tmp_path / "saved")
     assert saved["method"]["name"] == "finetune"
-    logged = list(csv.DictReader(open(client.download_artifacts(run_id, "predictions.csv", str(tmp_path)))))
+    logged = list(csv.DictReader(Path(client.download_artifacts(run_id, "predictions.csv", str(tmp_path)))
+                                 .read_text().splitlines()))
     assert len(logged) == 16
     rows = get_task("sst2").load_split("test")[:16]
     inp = tmp_path / "rows.tsv"
@@ -324,7 +324,7 @@ def test_predict_on_a_pet_run_uses_the_distilled_classifier(sst2_ipet, tmp_path,
     out = tmp_path / "out.tsv"
     assert main(["predict", "--run", run_id, "--input", str(inp), "--out", str(out),
                  "--tracking-uri", sst2_ipet.uri]) == 0, capsys.readouterr().err
-    again = list(csv.DictReader(open(out), delimiter="\t"))
+    again = list(csv.DictReader(out.read_text().splitlines(), delimiter="\t"))
     assert len(again) == 16
     for a, b in zip(again, logged):
         p = float(a["p_negative"]) + float(a["p_positive"])
@@ -342,8 +342,8 @@ class Stop(Exception):
 
 @pytest.fixture(scope="module")
 def resumed(tmp_path_factory, tiny_mlm):
-    import workbench.training
     import workbench as wb
+    import workbench.training
 
     root = tmp_path_factory.mktemp("resume")
     task_file = write_task(root)
@@ -408,12 +408,22 @@ def test_a_stopped_ipet_job_resumes_in_the_same_run_without_retraining_finished_
     assert "predictions.csv" in artifacts(client, parent)
 
 
-@pytest.mark.xfail(strict=True, reason="a resumed PET parent run keeps the `error` tag of the attempt that failed, "
-                                       "though it ends FINISHED")
 def test_a_resumed_run_that_finishes_carries_no_error_of_the_attempt_before(resumed):
     run = resumed.client.get_run(resumed.started[0])
     assert run.info.status == "FINISHED"
     assert "error" not in run.data.tags, run.data.tags.get("error")
+
+
+def test_a_parent_run_still_running_in_a_live_process_is_not_resumed():
+    """Only a run that ended (failed, killed, or RUNNING with its process gone) is one to resume."""
+    from workbench.recipes.pet import unfinished_parent
+    from workbench.tracking import RunTracker
+
+    uri = os.environ["MLFLOW_TRACKING_URI"]
+    tags = {"kind": "run", "method": "pet", "config_hash": "abc123abc123"}
+    with RunTracker("tinypet", "pet-tinypet-k2-s13-abc123", uri, tags=tags) as live:  # this process: alive
+        assert mlflow.MlflowClient(uri).get_run(live.run_id).info.status == "RUNNING"
+        assert unfinished_parent("tinypet", uri, "abc123abc123", "pet") is None
 
 
 # ---- 6. zero-shot -------------------------------------------------------------------------------------------------
@@ -471,11 +481,12 @@ BAD = [
 
 
 def test_zero_shots_refused_for_prompt_finetune_from_python(tiny_mlm_dir, monkeypatch):
-    import workbench as wb
     from bad_inputs import forbid_model_loading
+
+    import workbench as wb
     from workbench.errors import ConfigError
 
-    folder, verbalizer = tiny_mlm_dir
+    folder, _ = tiny_mlm_dir
     write_task(Path.cwd())
     forbid_model_loading(monkeypatch)
     with pytest.raises(ConfigError, match="shots: 0 leaves method 'prompt-finetune' nothing to train on") as e:
@@ -485,6 +496,7 @@ def test_zero_shots_refused_for_prompt_finetune_from_python(tiny_mlm_dir, monkey
         wb.train(wb.RunConfig(task="task.yaml", model=str(folder), shots=0,
                               method={"name": "ipet", "reduction": "wmean"}))
     assert e.value.field == "method.reduction"
+    assert not Path("mlflow.db").exists()  # refused before a run was started
 
 
 @pytest.mark.parametrize("case", [c.param() for c in BAD])

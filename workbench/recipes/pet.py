@@ -18,6 +18,7 @@ method artifact, so `workbench predict --run ID` uses it.
 
 from __future__ import annotations
 
+import contextlib
 import math
 import random
 import tempfile
@@ -253,6 +254,8 @@ def train_pet(cfg: RunConfig, backbone=None, on_eval: Callable[[int, float], Non
             on_start(tracker.run_id)
         if resume:
             say(f"resuming run {resume}: models that finished are not trained again")
+            with contextlib.suppress(Exception):  # the attempt before failed; this one has not (yet)
+                tracker.client.delete_tag(tracker.run_id, "error")
         else:
             tree = resolved_tree(cfg)
             tree["runtime"] = {"pvps": [list(p) for p in job.pvps], "reduction": job.reduction,
@@ -501,6 +504,8 @@ def unfinished_parent(experiment: str, uri: str, digest: str, method: str) -> st
     """The newest run of this exact config, when it did not finish (stopped, failed, killed): the one to resume."""
     import mlflow
 
+    from workbench.tracking.workers import SCOPE_TAG, WORKER_TAG, worker_alive
+
     client = mlflow.MlflowClient(uri)
     exp = client.get_experiment_by_name(experiment)
     if exp is None:
@@ -508,7 +513,15 @@ def unfinished_parent(experiment: str, uri: str, digest: str, method: str) -> st
     runs = client.search_runs([exp.experiment_id], f"tags.config_hash = '{digest}' and tags.method = '{method}' and "
                                                    f"tags.kind = 'run'", order_by=["attributes.start_time DESC"],
                               max_results=1)
-    return runs[0].info.run_id if runs and runs[0].info.status != "FINISHED" else None
+    if not runs or runs[0].info.status == "FINISHED":
+        return None
+    run = runs[0]
+    # RUNNING in a live process: another job with this config is at work; sharing its run would train every
+    # member twice into one record. Not alive or not known to be alive (another host): start a run of our own.
+    if run.info.status == "RUNNING" and worker_alive(run.data.tags.get(WORKER_TAG, ""),
+                                                     run.data.tags.get(SCOPE_TAG)) is not False:
+        return None
+    return run.info.run_id
 
 
 def member_hash(job: Job, m: Member, extra: list[Example]) -> str:
