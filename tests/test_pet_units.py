@@ -1,4 +1,4 @@
-"""PET/iPET units: the ensemble and iPET arithmetic (workbench.training.ensemble, METHODS.md section 5), the
+"""PET/iPET units: the ensemble and iPET arithmetic (workbench.ensemble, METHODS.md section 5), the
 distillation loss and soft-target training (trainer), the auxiliary language-model loss (lm_loss), and the
 "targets" tensor of `collate`. Small arrays and the tiny conftest models only: each test takes seconds."""
 
@@ -17,7 +17,7 @@ import torch.nn.functional as F
 from workbench.errors import WorkbenchError
 from workbench.prompts.encoding import EncodedExample, collate
 from workbench.training import TrainerConfig, predict, train
-from workbench.training.ensemble import (draw_labelled, ensemble_weights, merge, new_examples, per_class,
+from workbench.ensemble import (draw_labelled, ensemble_weights, merge, new_examples, per_class,
                                          pick_labellers)
 from workbench.training.lm_loss import IGNORE, language_model_loss, mask_tokens, unlabeled_lm_loss
 from workbench.training.trainer import distillation_loss, task_loss

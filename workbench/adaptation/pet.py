@@ -17,7 +17,7 @@ from workbench.adaptation import prompt_finetune
 from workbench.adaptation.registry import Method, register_method
 from workbench.config import Categorical, Float, MethodOptions, SearchSpace, option
 from workbench.errors import ConfigError
-from workbench.training.ensemble import REDUCTIONS
+from workbench.ensemble import REDUCTIONS
 
 STUDENTS = ("classifier", "pvp", "none")
 

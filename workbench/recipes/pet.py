@@ -39,7 +39,7 @@ from workbench.progress import duration
 from workbench.prompts import Template, load_templates
 from workbench.recipes.train import (RunResult, _task_file, config_hash, identity_params, load_pvp, prepare,
                                      resolved_config, resolved_tree, run_name, run_tags, trainer_config)
-from workbench.training.ensemble import (draw_labelled, ensemble_weights, merge, new_examples, per_class,
+from workbench.ensemble import (draw_labelled, ensemble_weights, merge, new_examples, per_class,
                                          pick_labellers, softmax)
 
 MEMBER_KIND = "pet-member"
@@ -330,7 +330,7 @@ def generation_summary(scores: list[Scores], ensemble: dict[str, np.ndarray], la
 def next_training_sets(job: Job, generation: int, scores: list[Scores], weights: np.ndarray,
                        tracker) -> dict[int, list[Example]]:
     """iPET: for each member of the next generation, pool examples labelled by a random few of the others of this
-    one, per class in the labelled shots' proportions, drawn by confidence (`workbench.training.ensemble`)."""
+    one, per class in the labelled shots' proportions, drawn by confidence (`workbench.ensemble`)."""
     opts = job.opts
     rng = np.random.default_rng([job.cfg.seed, generation])
     counts = per_class([e.label for e in job.split.train], job.task.num_classes, job.new_counts[generation])
