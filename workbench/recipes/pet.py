@@ -34,13 +34,13 @@ from workbench.adaptation.pet import PetOptions
 from workbench.config import RunConfig
 from workbench.data import Example, FewShotSplit, TaskSpec, few_shot_split, get_task
 from workbench.data.metrics import EvalScope
+from workbench.ensemble import (draw_labelled, ensemble_weights, merge, new_examples, per_class, pick_labellers,
+                                softmax)
 from workbench.errors import ConfigError
 from workbench.progress import duration
 from workbench.prompts import Template, load_templates
 from workbench.recipes.train import (RunResult, _task_file, config_hash, identity_params, load_pvp, prepare,
                                      resolved_config, resolved_tree, run_name, run_tags, trainer_config)
-from workbench.ensemble import (draw_labelled, ensemble_weights, merge, new_examples, per_class,
-                                         pick_labellers, softmax)
 
 MEMBER_KIND = "pet-member"
 SCORES = "scores.npz"
@@ -125,11 +125,7 @@ class Job:
         return out
 
     def member_config(self, m: Member) -> RunConfig:
-        """The run config of one member: this run's, with the member's pattern and verbalizer."""
-        changes: dict = {"prompt.template_id": m.template_id}
-        if m.verbalizer is not None:
-            changes["prompt.verbalizer"] = m.verbalizer
-        return self.cfg.with_overrides(changes)
+        return pvp_config(self.cfg, m.template_id, m.verbalizer)
 
     def student_config(self) -> RunConfig:
         o = self.opts
@@ -150,6 +146,14 @@ class Job:
                 f"{len(self.pool):,} unlabelled examples from {self.pool_source}; scoring {self.scope.describe()}")
 
 
+def pvp_config(cfg: RunConfig, template_id: int, verbalizer: str | None) -> RunConfig:
+    """The run config of one PVP's model: this run's, with its template id and (when given) verbalizer file."""
+    changes: dict = {"prompt.template_id": template_id}
+    if verbalizer is not None:
+        changes["prompt.verbalizer"] = verbalizer
+    return cfg.with_overrides(changes)
+
+
 def plan(cfg: RunConfig) -> Job:
     """Check the config, the task's data, every PVP, the pool and iPET's arithmetic; load no model."""
     cfg.validate()
@@ -165,8 +169,7 @@ def plan(cfg: RunConfig) -> Job:
                           "are none (shots: 0); use --option reduction=mean", field="method.reduction")
     pvps = _pvps(cfg, task, opts)
     for t, v in pvps:  # every template and verbalizer read and checked against the task now
-        load_pvp(cfg.with_overrides({"prompt.template_id": t, **({"prompt.verbalizer": v} if v else {})}), task,
-                 method)
+        load_pvp(pvp_config(cfg, t, v), task, method)
     if opts.generations > 1 and len(pvps) * opts.repetitions < 2:
         raise ConfigError("method.patterns: iPET labels data for each model with the others of its generation, and "
                           "this run has one model; choose more patterns or --option repetitions=2",
@@ -395,8 +398,9 @@ def run_member(job: Job, m: Member, extra: list[Example], backbone, pretrained, 
         run.log_params({"template_id": m.template_id, "verbalizer": m.verbalizer or "run's", "repetition": m.repetition,
                         "generation": m.generation, "train_examples": len(shots) + len(extra),
                         "template": p.template.text if p.template else ""})
-        prior = float(accuracy(predict(p.model, shots, pad, bs), np.array([e.label for e in shots])))
+        prior = float("nan")
         if shots:
+            prior = accuracy(predict(p.model, shots, pad, bs), np.array([e.label for e in shots]))
             run.log_metrics({"prior/accuracy": prior})
         train_set = shots + [encode(e) for e in extra]
         seconds = 0.0
@@ -416,7 +420,7 @@ def run_member(job: Job, m: Member, extra: list[Example], backbone, pretrained, 
         t1 = time.perf_counter()
         pool_scores = predict(p.model, pool, pad, bs, progress, "pool")
         t2 = time.perf_counter()
-        s = Scores(prior if shots else float("nan"), dev_scores, test_scores, pool_scores, seconds, t1 - t0, t2 - t1)
+        s = Scores(prior, dev_scores, test_scores, pool_scores, seconds, t1 - t0, t2 - t1)
         metrics = {"test/accuracy": accuracy(test_scores, np.array([e.label for e in job.eval_rows])),
                    "pool/examples_per_s": len(pool) / max(t2 - t1, 1e-9)}
         if dev:

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from workbench.adaptation import BuildContext, Method, method_for_options
+from workbench.adaptation import BuildContext, Method, all_methods, method_for_options
 from workbench.config import RunConfig, paths_with_role
 from workbench.data import FewShotSplit, TaskSpec, few_shot_split, get_task
 from workbench.data.metrics import EvalScope
@@ -367,8 +367,6 @@ def train(cfg: RunConfig, backbone=None, on_eval: Callable[[int, float], None] |
 
 def check_shots(cfg: RunConfig, method: Method) -> None:
     """`shots: 0` (no labelled examples) only for methods that run without them."""
-    from workbench.adaptation import all_methods
-
     if cfg.shots == 0 and method.needs_shots:
         zero = [m.name for m in all_methods().values() if not m.needs_shots]
         raise ConfigError(f"shots: 0 leaves method {method.name!r} nothing to train on; give --shots 1 or more "
