@@ -128,6 +128,7 @@ def build_method(backbone, method, template='{"placeholder":"text_a"} It was {"m
     import copy
 
     from workbench.adaptation import BuildContext, get_method
+    from workbench.adaptation.registry import RewriteContext
     from workbench.prompts import PromptEncoder, Verbalizer, parse_template
     from workbench.prompts.verbalizer import label_word_ids
 
@@ -135,9 +136,9 @@ def build_method(backbone, method, template='{"placeholder":"text_a"} It was {"m
     spec = get_method(method)
     opts = spec.make_options(**options)
     tpl = parse_template(template) if spec.uses_verbalizer else None
-    if tpl is not None and spec.rewrite_template:
-        tpl = spec.rewrite_template(tpl, opts)
     verbalizer = Verbalizer.from_lines(["bad", "great"]) if spec.uses_verbalizer else None
+    if tpl is not None and spec.rewrite_prompt:
+        tpl, verbalizer = spec.rewrite_prompt(RewriteContext(opts, TOY_TASK, bb), tpl, verbalizer)
     words = label_word_ids(verbalizer, bb.tokenizer) if verbalizer else None
     ctx = BuildContext(bb, TOY_TASK, tpl, verbalizer, words, _ToySplit(), 0)
     model = spec.build(ctx, opts)

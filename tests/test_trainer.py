@@ -35,6 +35,35 @@ def test_training_fits_a_toy_task_and_restores_best(tiny_mlm):
     assert [h["step"] for h in result.history] == list(range(1, result.steps + 1))
 
 
+def test_resume_from_a_checkpoint_gives_the_uninterrupted_result(tiny_mlm):
+    """A run resumed from its step-4 checkpoint (fresh model, replayed batches, dropout's random state) ends with the
+    same weights, history and kept step as one that never stopped, with gradient accumulation and dev evaluations."""
+    import copy
+
+    def run(resume=None):
+        bb = copy.deepcopy(tiny_mlm)
+        model, data = _toy(bb)
+        model.model.train()  # dropout on: the random state must be carried too
+        saved = []
+        cfg = TrainerConfig(max_steps=9, lr=3e-3, batch_size=4, grad_accum=2, eval_every=3, progress=False,
+                            checkpoint_every=2)
+        result = train(model, data, data[:6], bb.tokenizer.pad_token_id, cfg, resume=resume,
+                       on_checkpoint=lambda state: saved.append(copy.deepcopy(state)))
+        return model, result, saved
+
+    whole, whole_result, checkpoints = run()
+    assert [c["step"] for c in checkpoints] == [2, 4, 6, 8, 9]
+    resumed, resumed_result, later = run(resume=checkpoints[1])
+    assert [c["step"] for c in later] == [6, 8, 9]
+    for (name, a), b in zip(whole.named_parameters(), resumed.parameters()):
+        assert torch.equal(a, b), name
+    def numbers(history):  # everything but the timings
+        return [{k: v for k, v in h.items() if not k.endswith("_per_s")} for h in history]
+
+    assert numbers(resumed_result.history) == numbers(whole_result.history)
+    assert resumed_result.best_step == whole_result.best_step
+
+
 def test_cuda_switches_without_a_gpu(tiny_mlm):
     import copy
 

@@ -35,6 +35,8 @@ _EXPORTS = {
     "SweepResult": "workbench.recipes.sweep",
     "compare": "workbench.recipes.compare", "CompareConfig": "workbench.recipes.compare",
     "CompareResult": "workbench.recipes.compare",
+    "pretrain_prompt": "workbench.recipes.ppt", "PretrainConfig": "workbench.recipes.ppt",
+    "PretrainResult": "workbench.recipes.ppt",
     "WorkbenchError": "workbench.errors", "ConfigError": "workbench.errors",
 }
 

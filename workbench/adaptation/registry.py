@@ -8,7 +8,8 @@
 
 `build(ctx, options)` freezes what the method does not train, adds what it does (a head, soft prompts,
 adapters) and returns a PromptClassifier. Hooks let a method change the run without the recipe knowing
-its name: `rewrite_template` (P-tuning adds soft slots), `extra_tokens` (prompt tuning's prepended
+its name: `rewrite_prompt` (P-tuning adds soft slots; prompt tuning from a pre-trained prompt casts the task into
+the prompt's format), `extra_tokens` (prompt tuning's prepended
 vectors count against the context), `after_build` (ICL's demonstrations and calibration).
 
 Plugins register the same way, from a module named in `WORKBENCH_PLUGINS` (comma-separated module
@@ -31,7 +32,7 @@ from workbench.errors import ConfigError, WorkbenchError
 
 if TYPE_CHECKING:
     from workbench.data import FewShotSplit, TaskSpec
-    from workbench.models import Backbone
+    from workbench.models import Backbone, ModelRef
     from workbench.prompts import PromptEncoder, Template, Verbalizer
     from workbench.prompts.verbalizer import LabelWordIds
     from workbench.training import PromptClassifier
@@ -51,6 +52,21 @@ class BuildContext:
     label_words: LabelWordIds | None
     split: FewShotSplit
     seed: int
+    tracking_uri: str | None = None  # where MLflow runs named by id are read from (a pre-trained prompt's run)
+    # True when saved weights replace what is built (`workbench predict`): an initialisation read from elsewhere
+    # (a pre-trained prompt) is not needed, and may be gone.
+    restoring: bool = False
+
+
+@dataclass
+class RewriteContext:
+    """What `rewrite_prompt` sees: the run's choices and the model resolved, before any weights load."""
+
+    options: Any  # the method's options
+    task: TaskSpec
+    model: ModelRef
+    tracking_uri: str | None = None
+    restoring: bool = False  # as BuildContext's: the template and words are a saved run's, as it used them
 
 
 @dataclass(frozen=True)
@@ -67,8 +83,10 @@ class Method:
     # True: {"soft"} slots in the template are trained (P-tuning); else {"soft": "word"} is read as the word and
     # a bare {"soft"} is refused, since an untrained slot would reach the model as a pad token.
     trains_soft_slots: bool = False
-    # Rewrites the template before encoding (P-tuning adds soft slots when the template has none).
-    rewrite_template: Callable[[Template, Any], Template] | None = None
+    # Rewrites the template and label words before encoding, with the model resolved but not loaded: P-tuning adds
+    # soft slots to a template that has none; prompt tuning from a pre-trained prompt checks that the prompt fits
+    # the model and casts the task into the prompt's format.
+    rewrite_prompt: Callable[[RewriteContext, Template, Verbalizer], tuple[Template, Verbalizer]] | None = None
     # Positions the method adds to every input (prompt tuning's virtual tokens): they count against the context.
     extra_tokens: Callable[[Any], int] | None = None
     # Runs after build with the model and the encoder, and returns the encoder to use (ICL's demonstrations).

@@ -82,6 +82,9 @@ def flag_for(field: str | None) -> str | None:
     for flag, path in _ALL.items():
         if path == field:
             return flag
+    if field.startswith("ppt."):  # `workbench ppt pretrain`: one flag per field, named after it
+        name = field.split(".", 1)[1]
+        return "--no-progress" if name == "progress" else "--" + name.replace("_", "-")
     if field.startswith("method."):
         return f"--option {field.split('.', 1)[1]}=..."
     if field.startswith(("prompt.", "train.", "eval.", "tracking.")):

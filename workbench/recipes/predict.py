@@ -70,7 +70,7 @@ def saved_config(folder: Path) -> RunConfig:
 
 def rebuild(folder: Path, cfg: RunConfig | None = None) -> Prepared:
     """The run's model, built again from its saved config (`saved_config`)."""
-    prepared = prepare(cfg if cfg is not None else saved_config(folder))
+    prepared = prepare(cfg if cfg is not None else saved_config(folder), restoring=True)
     load_trained(prepared.model, folder)
     return prepared
 

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from workbench.adaptation import BuildContext, Method, all_methods, method_for_options
+from workbench.adaptation.registry import RewriteContext
 from workbench.config import RunConfig, paths_with_role
 from workbench.data import FewShotSplit, TaskSpec, few_shot_split, get_task
 from workbench.data.metrics import EvalScope
@@ -125,8 +126,9 @@ def _task_file(task: TaskSpec, what: str) -> Path:
     return path
 
 
-def prepare(cfg: RunConfig, backbone=None) -> Prepared:
-    """Check the input, then load the model and apply the method."""
+def prepare(cfg: RunConfig, backbone=None, restoring: bool = False) -> Prepared:
+    """Check the input, then load the model and apply the method. `restoring`: saved weights will replace the
+    trained ones, and the config's template and words are the ones the run used (`workbench predict`)."""
     import torch
 
     from workbench.models import load_backbone, load_tokenizer, resolve_model
@@ -142,10 +144,10 @@ def prepare(cfg: RunConfig, backbone=None) -> Prepared:
     all_eval_rows = task.load_split(eval_split)  # read now: a bad file fails before the model loads
     eval_rows = all_eval_rows[: cfg.eval.limit]
     template, verbalizer = load_pvp(cfg, task, method)
-    if template is not None and method.rewrite_template is not None:
-        template = method.rewrite_template(template, cfg.method)
-
     ref = resolve_model(cfg.model)
+    if template is not None and method.rewrite_prompt is not None:
+        template, verbalizer = method.rewrite_prompt(RewriteContext(cfg.method, task, ref, cfg.tracking.uri,
+                                                                    restoring), template, verbalizer)
     tokenizer = load_tokenizer(ref) if backbone is None else backbone.tokenizer
     label_words = label_word_ids(verbalizer, tokenizer, cfg.prompt.multi_token) if verbalizer else None
     extra = method.extra_tokens(cfg.method) if method.extra_tokens else 0
@@ -160,7 +162,8 @@ def prepare(cfg: RunConfig, backbone=None) -> Prepared:
     device = pick_device()
     if backbone is None:
         backbone = load_backbone(ref, tokenizer=tokenizer)
-    ctx = BuildContext(backbone, task, template, verbalizer, label_words, split, cfg.seed)
+    ctx = BuildContext(backbone, task, template, verbalizer, label_words, split, cfg.seed, cfg.tracking.uri,
+                       restoring)
     torch.manual_seed(cfg.seed)
     model = method.build(ctx, cfg.method).to(device)
     if method.after_build is not None:

@@ -41,6 +41,7 @@ class TrainerConfig:
     progress: bool = True
     temperature: float = 2.0  # softens teacher and student scores for examples with a `target` (distillation)
     aux_weight: float = 0.0  # loss = (1 - w) * task loss + w * aux_loss(); PET's language-model weight is 1e-4
+    checkpoint_every: int = 0  # steps between calls of `on_checkpoint` (a long job's resume points); 0 = never
 
 
 @dataclass
@@ -129,11 +130,33 @@ def _optimizer(model: PromptClassifier, cfg: TrainerConfig, device: torch.device
     return torch.optim.AdamW(groups, lr=cfg.lr, fused=fused) if fused else torch.optim.AdamW(groups, lr=cfg.lr)
 
 
+def _restore(state: dict, trainable: dict[str, torch.nn.Parameter], optimizer, scheduler, best: dict,
+             history: list[dict]) -> int:
+    """Put a checkpoint's state back (see `train`); returns the step it was taken at."""
+    missing = sorted(set(trainable) - set(state["params"]))
+    if missing:
+        raise ValueError(f"the checkpoint does not fit this model: no {missing[0]}")
+    with torch.no_grad():
+        for n, p in trainable.items():
+            p.copy_(state["params"][n].to(p.device, p.dtype))
+    optimizer.load_state_dict(state["optimizer"])
+    scheduler.load_state_dict(state["scheduler"])
+    best.update(state["best"])
+    history.extend(state["history"])
+    torch.set_rng_state(state["torch_rng"])
+    return int(state["step"])
+
+
 def train(model: PromptClassifier, train_set: list[EncodedExample], dev_set: list[EncodedExample], pad_id: int,
           cfg: TrainerConfig, on_log: Callable[[int, dict], None] | None = None,
-          aux_loss: Callable[[], torch.Tensor] | None = None) -> TrainResult:
+          aux_loss: Callable[[], torch.Tensor] | None = None, resume: dict | None = None,
+          on_checkpoint: Callable[[dict], None] | None = None) -> TrainResult:
     """Train `model` on `train_set`, keeping the state with the best accuracy on `dev_set` (the last state when
-    `dev_set` is empty). `aux_loss()`, when given with `cfg.aux_weight`, is computed at every micro-batch."""
+    `dev_set` is empty). `aux_loss()`, when given with `cfg.aux_weight`, is computed at every micro-batch.
+
+    Every `cfg.checkpoint_every` steps `on_checkpoint(state)` receives everything needed to go on (trained
+    parameters, optimizer and schedule, the best state so far, the random state); `resume=state` goes on from it
+    as if training had never stopped: same batches, same schedule, same result."""
     device = next(model.parameters()).device
     if not model.trainable_parameters():
         raise ValueError("the method left no parameter trainable")
@@ -164,13 +187,21 @@ def train(model: PromptClassifier, train_set: list[EncodedExample], dev_set: lis
                 yield [train_set[i] for i in chunk]
 
     stream = batches()
+    done = 0
+    if resume is not None:
+        done = _restore(resume, trainable, optimizer, scheduler, best, history)
+        evals_since_best = resume["evals_since_best"]
+        for _ in range(done * cfg.grad_accum):  # the batch order is the seeded shuffle's: replay it to this step
+            next(stream)
     model.train()
     start = time.perf_counter()
     eval_seconds = 0.0
     seen = 0
-    bar = tqdm(total=cfg.max_steps, desc="train", disable=not cfg.progress, file=sys.stderr)
-    step = 0
-    for step in range(1, cfg.max_steps + 1):
+    bar = tqdm(total=cfg.max_steps, initial=done, desc="train", disable=not cfg.progress, file=sys.stderr)
+    step = done
+    # a checkpoint taken as early stopping struck has nothing left to train
+    last = done if cfg.patience is not None and evals_since_best >= cfg.patience else cfg.max_steps
+    for step in range(done + 1, last + 1):
         loss_sum = 0.0
         for _ in range(cfg.grad_accum):
             chunk = next(stream)
@@ -207,10 +238,17 @@ def train(model: PromptClassifier, train_set: list[EncodedExample], dev_set: lis
             on_log(step, record)
         bar.update(1)
         bar.set_postfix(loss=f"{loss_sum:.3f}", dev=f"{best['acc']:.3f}" if best["acc"] >= 0 else "-")
-        if cfg.patience is not None and evals_since_best >= cfg.patience:
-            break
         if not math.isfinite(loss_sum):
             raise FloatingPointError(f"training diverged at step {step} (loss {loss_sum}); lower the learning rate")
+        stop = cfg.patience is not None and evals_since_best >= cfg.patience
+        if on_checkpoint is not None and cfg.checkpoint_every and (step % cfg.checkpoint_every == 0 or stop
+                                                                    or step == cfg.max_steps):
+            on_checkpoint({"step": step, "params": {n: p.detach().cpu().clone() for n, p in trainable.items()},
+                           "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
+                           "best": best, "history": history, "evals_since_best": evals_since_best,
+                           "torch_rng": torch.get_rng_state()})
+        if stop:
+            break
     bar.close()
     seconds = time.perf_counter() - start - eval_seconds
     if best["state"] is not None:
