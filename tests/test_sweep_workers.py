@@ -49,7 +49,9 @@ def test_stopped_sweep_resumes_without_losing_or_repeating_trials(tmp_path, tiny
     # The sweep starts with Ctrl-C at its default, as in a terminal: a test run launched in the background
     # (`cmd &` in a script) ignores SIGINT, its children inherit that, and Python then never raises
     # KeyboardInterrupt, so the sweep would run to its end.
-    proc = subprocess.Popen(sweep_cmd(tiny_mlm_dir, storage, 4, 10), cwd=tmp_path, stdout=subprocess.DEVNULL,
+    # 60 steps make a trial last some 3 s on a CPU, so the poll (every 0.3 s) finds one mid-training; at 10 steps
+    # a trial lasted 1 s and a loaded CI machine could step past trials 1 and 2 between two polls.
+    proc = subprocess.Popen(sweep_cmd(tiny_mlm_dir, storage, 4, 60), cwd=tmp_path, stdout=subprocess.DEVNULL,
                             stderr=subprocess.DEVNULL,
                             preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     deadline, running = time.monotonic() + 300, None
@@ -73,7 +75,7 @@ def test_stopped_sweep_resumes_without_losing_or_repeating_trials(tmp_path, tiny
     before = {t.number: (t.value, t.params) for t in finished(study)}
     killed = running[0]
 
-    out = subprocess.run(sweep_cmd(tiny_mlm_dir, storage, 4, 10, "--resume"), cwd=tmp_path, capture_output=True,
+    out = subprocess.run(sweep_cmd(tiny_mlm_dir, storage, 4, 60, "--resume"), cwd=tmp_path, capture_output=True,
                          text=True, timeout=600)
     assert out.returncode == 0, out.stderr[-2000:]
     if sig == signal.SIGKILL:  # a dead worker's trial is found on resume; Ctrl-C records its own
