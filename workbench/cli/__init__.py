@@ -13,7 +13,7 @@ from workbench.errors import ConfigError, WorkbenchError
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from workbench.cli import info, instruct, ppt, prompts, runs
+    from workbench.cli import cot, info, instruct, ppt, prompts, runs
 
     parser = argparse.ArgumentParser(prog="workbench", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
@@ -22,6 +22,7 @@ def build_parser() -> argparse.ArgumentParser:
     prompts.register(sub)
     instruct.register(sub)
     ppt.register(sub)
+    cot.register(sub)
     _add_verbose(parser, default=False)
     return parser
 

@@ -82,7 +82,7 @@ def flag_for(field: str | None) -> str | None:
     for flag, path in _ALL.items():
         if path == field:
             return flag
-    if field.startswith("ppt."):  # `workbench ppt pretrain`: one flag per field, named after it
+    if field.split(".", 1)[0] in JOB_SECTIONS:  # `workbench ppt pretrain`, `cot ...`: one flag per field, its name
         name = field.split(".", 1)[1]
         return "--no-progress" if name == "progress" else "--" + name.replace("_", "-")
     if field.startswith("method."):
@@ -90,3 +90,39 @@ def flag_for(field: str | None) -> str | None:
     if field.startswith(("prompt.", "train.", "eval.", "tracking.")):
         return f"{field}=..."
     return None
+
+
+# ---- jobs whose config is one section: one flag per field, named after it --------------------------------------
+
+JOB_SECTIONS = ("ppt", "cot")
+
+
+def add_section_flags(p: argparse.ArgumentParser, cls: type) -> None:
+    """A flag per declared field of the section `cls` (`--prompt-tokens` for `prompt_tokens`), its help the
+    field's; `progress` becomes `--no-progress`."""
+    from workbench.config.fields import declared_fields, meta
+
+    for f in declared_fields(cls):
+        dest = f"{cls.section}.{f.name}"
+        if f.name == "progress":
+            p.add_argument("--no-progress", dest=dest, action="store_false", default=argparse.SUPPRESS,
+                           help="no progress bars")
+            continue
+        choices = meta(f, "choices")
+        metavar = "{" + ",".join(map(str, choices)) + "}" if choices else f.name.upper()
+        default = "" if f.default in ("", None, dataclasses.MISSING) else f" (default: {f.default})"
+        p.add_argument("--" + f.name.replace("_", "-"), dest=dest, default=argparse.SUPPRESS, metavar=metavar,
+                       help=meta(f, "help") + default)
+
+
+def section_from_args(args: argparse.Namespace, cls: type):
+    """The section built from the flags typed. Number fields are read as YAML scalars, as run flags are, so a
+    number is a number in error messages too; text fields (a path, a run id) are taken as typed."""
+    import typing
+
+    from workbench.config import parse_scalar
+
+    hints = typing.get_type_hints(cls)
+    prefix = cls.section + "."
+    values = {k[len(prefix):]: v for k, v in vars(args).items() if k.startswith(prefix)}
+    return cls(**{k: parse_scalar(v) if isinstance(v, str) and hints[k] is not str else v for k, v in values.items()})

@@ -22,6 +22,9 @@ def register(subparsers) -> None:
     m = sub.add_parser("mix", help="build a FLAN-style instruction mixture")
     m.add_argument("--tasks", default=None, help="comma-separated tasks, each once (default: all built-in)")
     m.add_argument("--holdout", action="append", default=[], help="task, dataset or cluster to exclude (repeatable)")
+    m.add_argument("--records", action="append", default=[], metavar="[NAME=]FILE",
+                   help="instruction records to mix in as a task of their own (JSON lines: self-instruct, Alpaca, "
+                        "`cot demos --format instruct`; repeatable)")
     m.add_argument("--cap", default="3000", help="examples-proportional cap per task, >= 1 (default 3000)")
     m.add_argument("--max-per-dataset", default="30000", help="a dataset's first N training rows, >= 1 (default 30000)")
     m.add_argument("--rates", default=None, help="explicit mixing rates, e.g. sst2=1,trec=2 (instead of proportional)")
@@ -204,7 +207,7 @@ def _mix(args) -> int:
         raise ConfigError("--tasks: not used with --rates (the rates name the tasks); drop --tasks")
     cfg = MixConfig(
         tasks=tuple(t.strip() for t in args.tasks.split(",")) if args.tasks is not None else ALL_TASKS,
-        holdout=tuple(args.holdout), cap=_int("--cap", args.cap, "an integer >= 1"),
+        holdout=tuple(args.holdout), records=tuple(args.records), cap=_int("--cap", args.cap, "an integer >= 1"),
         max_per_dataset=_int("--max-per-dataset", args.max_per_dataset, "an integer >= 1"),
         rates=_parse_rates(args.rates), total=_int("--total", args.total, "an integer >= 1"),
         zero_shot_ratio=_float("--zero-shot-ratio", args.zero_shot_ratio, "a number from 0 to 1"),

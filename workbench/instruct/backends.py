@@ -15,6 +15,7 @@ from typing import Protocol
 from workbench.errors import ConfigError, WorkbenchError
 
 DEFAULT_MODEL = "smollm2-135m"
+MIN_SHARED_PREFIX = 32  # tokens: a shorter shared start costs more to copy per batch than it saves
 
 
 @dataclass(frozen=True)
@@ -76,7 +77,7 @@ class LocalBackend:
     """Batched generation with a transformers causal LM; prompts are left-padded within a batch."""
 
     def __init__(self, model, tokenizer, name: str = "local", batch_size: int = 8, chat: bool = False,
-                 max_prompt_tokens: int | None = None, threads: int | None = None):
+                 max_prompt_tokens: int | None = None, threads: int | None = None, prefix_cache: bool = True):
         from workbench.instruct import checks as C
 
         C.integer("--batch-size", batch_size, lo=1)
@@ -94,6 +95,8 @@ class LocalBackend:
         # Self-Instruct prompts a base model with raw text; a chat model can get them as one user turn.
         self.chat = chat
         self.max_prompt_tokens = max_prompt_tokens
+        # Prompts of one call that start with the same MIN_SHARED_PREFIX+ tokens read that start once.
+        self.prefix_cache = prefix_cache
         # Called as progress_hook(tokens generated, max tokens) while a batch generates (the progress bar).
         self.progress_hook = None
 
@@ -112,24 +115,100 @@ class LocalBackend:
                                                   add_generation_prompt=True)
 
     def complete(self, prompts: list[str], decoding: Decoding) -> list[Completion]:
+        texts = [self._format(p) for p in prompts]
+        shared = self._shared_prefix(texts) if self.prefix_cache else None
+        if shared is not None:
+            return self._complete_shared(shared, decoding)
         out: list[Completion] = []
-        for start in range(0, len(prompts), self.batch_size):
-            out += self._complete_batch(prompts[start:start + self.batch_size], decoding)
+        for start in range(0, len(texts), self.batch_size):
+            out += self._complete_batch(texts[start:start + self.batch_size], decoding)
         return out
 
-    def _complete_batch(self, prompts: list[str], d: Decoding) -> list[Completion]:
-        import torch
-
+    def _complete_batch(self, texts: list[str], d: Decoding) -> list[Completion]:
         tok = self.tokenizer
         side, tok.padding_side = tok.padding_side, "left"  # generation continues from the right end
         try:
-            enc = tok([self._format(p) for p in prompts], return_tensors="pt", padding=True,
-                      add_special_tokens=not self.chat)
+            enc = tok(texts, return_tensors="pt", padding=True, add_special_tokens=not self.chat)
         finally:
             tok.padding_side = side
         if self.max_prompt_tokens and enc["input_ids"].shape[1] > self.max_prompt_tokens:
             enc = {k: v[:, -self.max_prompt_tokens:] for k, v in enc.items()}
+        return self._generate(dict(enc), d)
+
+    # -- the shared-prefix cache -------------------------------------------------------------------------------
+    # Few-shot prompts repeat the same demonstrations (often 1,000+ tokens) before every question. Their keys and
+    # values are computed once; each batch starts from a copy of them and reads only its questions. A batch is
+    # laid out as [prefix][padding][question], the padding masked out and positions counted over real tokens
+    # only, which is exactly what each row sees in a left-padded batch of the full prompts.
+
+    def _shared_prefix(self, texts: list[str]) -> tuple[list[int], list[list[int]]] | None:
+        """(shared prefix ids, each prompt's remaining ids) when the prompts share enough leading tokens."""
+        if len(texts) < 2:
+            return None
+        ids = [self.tokenizer(t, add_special_tokens=not self.chat)["input_ids"] for t in texts]
+        if self.max_prompt_tokens and max(map(len, ids)) > self.max_prompt_tokens:
+            return None  # cut prompts lose their start: nothing shared is left to cache
+        n = 0
+        for column in zip(*ids):
+            if any(t != column[0] for t in column):
+                break
+            n += 1
+        n = min(n, min(map(len, ids)) - 1)  # every row keeps at least one token to read
+        if n < MIN_SHARED_PREFIX:
+            return None
+        return ids[0][:n], [row[n:] for row in ids]
+
+    def _sliding_window_bound(self, longest: int, d: Decoding) -> bool:
+        """Whether a sliding-window layer (Gemma 3, Mistral) would see padding inside its window: then only
+        questions of equal length share a batch, so no padding is needed at all."""
+        cfg = self.model.config
+        window = getattr(cfg, "sliding_window", None)
+        layers = getattr(cfg, "layer_types", None)
+        sliding = bool(window) and (layers is None or any("sliding" in str(t) for t in layers))
+        return sliding and longest + d.max_tokens > window
+
+    def _complete_shared(self, shared: tuple[list[int], list[list[int]]], d: Decoding) -> list[Completion]:
+        import copy
+
+        import torch
+
+        prefix, rests = shared
+        with torch.inference_mode():
+            cache = self.model(input_ids=torch.tensor([prefix]), use_cache=True).past_key_values
+        order = sorted(range(len(rests)), key=lambda i: len(rests[i]))  # similar lengths, little padding
+        if self._sliding_window_bound(len(prefix) + max(map(len, rests)), d):
+            groups: dict[int, list[int]] = {}
+            for i in order:
+                groups.setdefault(len(rests[i]), []).append(i)
+            batches = [g[s:s + self.batch_size] for g in groups.values() for s in range(0, len(g), self.batch_size)]
+        else:
+            batches = [order[s:s + self.batch_size] for s in range(0, len(order), self.batch_size)]
+        pad = self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else 0
+        out: list[Completion | None] = [None] * len(rests)
+        for rows in batches:
+            width = max(len(rests[i]) for i in rows)
+            ids = torch.full((len(rows), len(prefix) + width), pad, dtype=torch.long)
+            mask = torch.zeros_like(ids)
+            ids[:, :len(prefix)] = torch.tensor(prefix)
+            mask[:, :len(prefix)] = 1
+            for r, i in enumerate(rows):
+                ids[r, ids.shape[1] - len(rests[i]):] = torch.tensor(rests[i])
+                mask[r, ids.shape[1] - len(rests[i]):] = 1
+            past = copy.deepcopy(cache)
+            past.batch_repeat_interleave(len(rows))
+            for i, c in zip(rows, self._generate({"input_ids": ids, "attention_mask": mask}, d, past)):
+                out[i] = c
+        return out  # type: ignore[return-value]
+
+    # -- generation --------------------------------------------------------------------------------------------
+
+    def _generate(self, enc: dict, d: Decoding, past=None) -> list[Completion]:
+        import torch
+
+        tok = self.tokenizer
         kwargs = dict(max_new_tokens=d.max_tokens, pad_token_id=tok.pad_token_id)
+        if past is not None:
+            kwargs["past_key_values"] = past
         if d.temperature > 0:
             kwargs.update(do_sample=True, temperature=d.temperature, top_p=d.top_p, top_k=0)
         else:

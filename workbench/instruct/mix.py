@@ -17,6 +17,7 @@ from typing import Callable
 
 from workbench.errors import ConfigError, WorkbenchError
 from workbench.instruct import checks as C
+from workbench.instruct.records import InstructionRecord, read_instruction_records
 from workbench.instruct.sources import ARITHMETIC, CLASSIFICATION, CLUSTERS, SourceData, cluster_of, load_source
 from workbench.instruct.templates import (
     TEMPLATES_DIR_ENV,
@@ -46,6 +47,9 @@ class MixConfig:
     template_assignment: str = "round_robin"  # or "random"
     templates_dir: str | None = None
     tokenizer: str | None = None  # a model alias/path to count tokens with; default: whitespace words
+    # Instruction-record files (self-instruct, Alpaca, `cot demos --format instruct`), each a task of its own named
+    # after the file (or NAME=PATH); their records are used as written, zero-shot, and capped like any task.
+    records: tuple[str, ...] = ()
     seed: int = 0
     out: str = "mixture"
     log_mlflow: bool = True
@@ -105,9 +109,16 @@ def check_config(cfg: MixConfig) -> None:
             C.refuse("--rates", ",".join(f"{k}={v:g}" for k, v in cfg.rates.items()), "at least one rate > 0")
         if tasks != ALL_TASKS and set(tasks) != set(cfg.rates):
             raise ConfigError("--tasks: not used with --rates (the rates name the tasks); drop --tasks")
+    record_names = list(record_files(cfg))
+    for name in record_names:
+        if name in available:
+            raise ConfigError(f"--records: {name!r} is also a built-in task's name; name the file's task "
+                              f"NAME=PATH")
     names = list(cfg.rates) if cfg.rates else list(tasks)
     flag_tasks = "--rates" if cfg.rates else "--tasks"
     for t in names:
+        if t in record_names:
+            continue
         if t not in available:
             raise ConfigError(f"{flag_tasks}: {t!r} is not allowed; expected a task with a template file in {tdir} "
                               f"({', '.join(available) or 'none there'})")
@@ -116,8 +127,25 @@ def check_config(cfg: MixConfig) -> None:
     C.output_folder(cfg.out, "--out")
 
 
+def record_files(cfg: MixConfig) -> dict[str, Path]:
+    """Task name -> file of each `--records` entry (NAME=PATH, or PATH named after the file)."""
+    out: dict[str, Path] = {}
+    for entry in cfg.records:
+        name, sep, path = entry.partition("=")
+        if not sep:
+            name, path = Path(entry).stem, entry
+        name = name.strip()
+        if not name or not path.strip():
+            C.refuse("--records", entry, "a JSON-lines file of instruction records, or NAME=PATH")
+        if name in out:
+            C.refuse("--records", entry, f"each task name once ({name!r} is given twice; name them NAME=PATH)")
+        out[name] = Path(path)
+    return out
+
+
 def resolve_tasks(cfg: MixConfig) -> list[str]:
-    tasks = list(cfg.rates) if cfg.rates else list(cfg.tasks)
+    records = [n for n in record_files(cfg) if not cfg.rates]
+    tasks = list(cfg.rates) if cfg.rates else list(cfg.tasks) + records
     known = set(ALL_TASKS) | set(tasks)
     excluded: set[str] = set()
     for name in cfg.holdout:
@@ -170,7 +198,11 @@ def build_mixture(cfg: MixConfig, write: bool = True) -> Mixture:
     tdir = Path(cfg.templates_dir) if cfg.templates_dir else default_templates_dir()
     sources: dict[str, SourceData] = {}
     plans: list[tuple[str, TemplateSet, SourceData]] = []
+    record_tasks = {name: read_instruction_records(path) for name, path in record_files(cfg).items()
+                    if name in tasks}
     for task in tasks:
+        if task in record_tasks:
+            continue
         path = tdir / f"{task}.yaml"
         header = load_template_set(path)  # structure first, then fields against the data
         if header.task != task:
@@ -184,11 +216,13 @@ def build_mixture(cfg: MixConfig, write: bool = True) -> Mixture:
         tset = load_template_set(path, set(src.fields), len(src.options) if src.options else None)
         plans.append((task, tset, src))
 
-    counts = _counts(cfg, [(t, len(s.rows)) for t, _, s in plans])
+    counts = _counts(cfg, [(t, len(s.rows)) for t, _, s in plans] + [(t, len(r)) for t, r in record_tasks.items()])
     records: list[dict] = []
     for task, tset, src in plans:
         rng = random.Random(f"{cfg.seed}:{task}")
         records += _task_records(task, tset, src, counts[task], cfg, rng, count_tokens)
+    for task, rows in record_tasks.items():
+        records += _file_records(task, rows, counts[task], random.Random(f"{cfg.seed}:{task}"))
     random.Random(cfg.seed).shuffle(records)
     mixture = _summarise(records, cfg, tasks)
     if write:
@@ -220,8 +254,7 @@ def _task_records(task: str, tset: TemplateSet, src: SourceData, count: int, cfg
     n = len(src.rows)
     if n == 0 or count == 0:
         return []
-    # Without replacement; explicit rates above the data size take whole passes first (epochs), then a sample.
-    order = [i for _ in range(count // n) for i in rng.sample(range(n), n)] + rng.sample(range(n), count % n)
+    order = _draw(n, count, rng)
     out = []
     for k, i in enumerate(order):
         row = src.rows[i]
@@ -257,6 +290,18 @@ def _task_records(task: str, tset: TemplateSet, src: SourceData, count: int, cfg
             "guid": f"{src.dataset}:{row.guid}",
         })
     return out
+
+
+def _draw(n: int, count: int, rng: random.Random) -> list[int]:
+    """`count` indices of `n` rows without replacement; a count above n takes whole passes first (epochs)."""
+    return [i for _ in range(count // n) for i in rng.sample(range(n), n)] + rng.sample(range(n), count % n)
+
+
+def _file_records(task: str, rows: list[InstructionRecord], count: int, rng: random.Random) -> list[dict]:
+    """Records from an instruction file, as written: no template, no exemplars."""
+    return [{"inputs": rows[i].prompt(), "targets": rows[i].output, "task": task, "template_id": f"{task}:0",
+             "turned_around": False, "shots": 0, "options": [], "format": "zs-noopt", "guid": f"{task}:{i}"}
+            for i in (_draw(len(rows), count, rng) if rows and count else [])]
 
 
 def _summarise(records: list[dict], cfg: MixConfig, tasks: list[str]) -> Mixture:
