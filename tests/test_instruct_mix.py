@@ -123,3 +123,50 @@ def test_cli_register_and_mix(tmp_path, capsys):
                              "--out", str(tmp_path / "si.jsonl"), "--no-mlflow"])
     with pytest.raises(ConfigError, match="seed file not found"):
         bad.func(bad)  # fails before any model is loaded
+
+
+def _records_file(path: Path) -> Path:
+    rows = [{"instruction": "Add 2 and 3.", "input": "", "output": "Let's think step by step. 2 + 3 = 5. The answer is 5."},
+            {"instruction": "Classify the review.", "instances": [{"input": "a fine film", "output": "positive"},
+                                                                 {"input": "dull", "output": "negative"}]},
+            {"instruction": "Name a colour.", "input": "", "output": "blue"}]
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    return path
+
+
+def test_instruction_records_join_the_mixture_as_a_task_of_their_own(tmp_path):
+    recs = _records_file(tmp_path / "cot_demos.jsonl")
+    mix = build_mixture(MixConfig(tasks=("sst2",), records=(str(recs),), cap=3, out=str(tmp_path / "m"),
+                                  log_mlflow=False))
+    assert mix.counts == {"sst2": 3, "cot_demos": 3}  # named after the file; capped like any task (4 records)
+    mine = [r for r in mix.records if r["task"] == "cot_demos"]
+    assert all(r["shots"] == 0 and r["format"] == "zs-noopt" for r in mine)  # used as written
+    by_input = {r["inputs"]: r["targets"] for r in mine}
+    assert set(by_input) <= {"Add 2 and 3.", "Classify the review.\n\na fine film", "Classify the review.\n\ndull",
+                             "Name a colour."}
+    assert "Classify the review.\n\ndull" not in by_input or by_input["Classify the review.\n\ndull"] == "negative"
+    # NAME=PATH names the task; holding it out removes it
+    named = MixConfig(tasks=("sst2",), records=(f"arith={recs}",), holdout=("arith",), out=str(tmp_path / "n"),
+                      log_mlflow=False)
+    assert resolve_tasks(named) == ["sst2"]
+
+
+@pytest.mark.parametrize("line, message", [
+    ('{"instruction": "x"}', "line 2: field 'output' is missing or empty"),
+    ('{"instruction": "", "output": "y"}', "line 2: field 'instruction' is missing or empty"),
+    ('{"instruction": "x", "instances": []}', "line 2: field 'instances' must be a non-empty list"),
+    ("not json", "line 2: not valid JSON"),
+])
+def test_a_bad_instruction_record_is_named_by_file_and_line(tmp_path, line, message):
+    path = tmp_path / "recs.jsonl"
+    path.write_text('{"instruction": "ok", "output": "fine"}\n' + line + "\n")
+    with pytest.raises(ConfigError, match=message) as e:
+        build_mixture(MixConfig(tasks=("sst2",), records=(str(path),), out=str(tmp_path / "m"), log_mlflow=False))
+    assert str(path) in str(e.value)
+    assert not (tmp_path / "m" / "mixture.jsonl").exists()
+
+
+def test_records_named_like_a_builtin_task_are_refused(tmp_path):
+    recs = _records_file(tmp_path / "sst2.jsonl")
+    with pytest.raises(ConfigError, match="'sst2' is also a built-in task's name"):
+        build_mixture(MixConfig(tasks=("trec",), records=(str(recs),), out=str(tmp_path / "m"), log_mlflow=False))

@@ -37,6 +37,9 @@ _EXPORTS = {
     "CompareResult": "workbench.recipes.compare",
     "pretrain_prompt": "workbench.recipes.ppt", "PretrainConfig": "workbench.recipes.ppt",
     "PretrainResult": "workbench.recipes.ppt",
+    "build_demos": "workbench.recipes.cot", "CotDemosConfig": "workbench.recipes.cot",
+    "evaluate_cot": "workbench.recipes.cot", "CotEvalConfig": "workbench.recipes.cot",
+    "LocalBackend": "workbench.instruct.backends", "HTTPBackend": "workbench.instruct.backends",
     "WorkbenchError": "workbench.errors", "ConfigError": "workbench.errors",
 }
 
@@ -83,6 +86,9 @@ if TYPE_CHECKING:  # for type checkers and editors; at run time __getattr__ impo
     from workbench.data import TaskSpec  # noqa: F401
     from workbench.errors import ConfigError, WorkbenchError  # noqa: F401
     from workbench.prompts import Template, Verbalizer, load_templates, load_verbalizer, parse_template  # noqa: F401
+    from workbench.instruct.backends import HTTPBackend, LocalBackend  # noqa: F401
     from workbench.recipes.compare import CompareConfig, CompareResult, compare  # noqa: F401
+    from workbench.recipes.cot import CotDemosConfig, CotEvalConfig, build_demos, evaluate_cot  # noqa: F401
+    from workbench.recipes.ppt import PretrainConfig, PretrainResult, pretrain_prompt  # noqa: F401
     from workbench.recipes.sweep import SweepConfig, SweepResult, sweep  # noqa: F401
     from workbench.recipes.train import RunResult, train  # noqa: F401
