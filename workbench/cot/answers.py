@@ -48,9 +48,12 @@ def direct_trigger(answer_type: str) -> str:
 
 
 def canonical_number(x: float) -> str:
-    if x == int(x) and abs(x) < 1e15:
+    """One spelling per value: integers without a decimal point, others to 6 decimals without trailing zeros
+    (never an exponent, whose zeros would be stripped as if they were decimals)."""
+    if x == int(x):
         return str(int(x))
-    return repr(round(x, 6)).rstrip("0").rstrip(".")
+    text = f"{round(x, 6):.6f}".rstrip("0").rstrip(".")
+    return "0" if text in ("", "-0") else text
 
 
 def normalize(value, answer_type: str, where: str) -> str:
@@ -80,7 +83,7 @@ def normalize(value, answer_type: str, where: str) -> str:
 
 
 def _clean_text(text: str) -> str:
-    return " ".join(text.split()).strip(" \"'").rstrip(".").strip().lower()
+    return " ".join(text.split()).strip(" \"'.").lower()
 
 
 def candidates(text: str, answer_type: str) -> list[str]:

@@ -63,7 +63,7 @@ def first_prompt(mode: str, question: str, answer_type: str, demos: list[Demo]) 
 
 def answer_prompt(first: str, rationale: str, answer_type: str) -> str:
     """Zero-shot-CoT's second stage: the question, the rationale it produced, and the trigger."""
-    return f"{first}{rationale}{cot_trigger(answer_type)}"
+    return f"{first}{rationale} {cot_trigger(answer_type)}"  # the space before the trigger is the reference's
 
 
 def manual_demos(task: str, answer_type: str) -> list[Demo] | None:

@@ -60,8 +60,12 @@ def _jsonl_lines(path: Path) -> list[dict]:
         try:
             rows.append(json.loads(line))
         except json.JSONDecodeError:
-            if no == len(lines):
-                break  # the last line, cut by a stop mid-write: its question is generated again
+            if no == len(lines):  # the last line, cut by a stop mid-write: its question is generated again, and
+                # the cut text goes, or the next row would be appended onto it
+                tmp = path.with_name(path.name + ".tmp")
+                tmp.write_text("".join(line + "\n" for line in lines[:no - 1]), encoding="utf-8")
+                tmp.replace(path)
+                break
             raise WorkbenchError(f"{path}: line {no}: not JSON; remove the file to start again") from None
     return rows
 
