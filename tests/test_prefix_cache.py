@@ -109,3 +109,23 @@ def test_sliding_window_models_batch_only_questions_of_equal_length(tiny_sliding
     alone = [outputs(model, tok, [p], prefix_cache=False)[0][0] for p in prompts]
     assert cached == alone
     assert len(set(cached)) > 1
+
+
+def test_rows_that_end_leave_the_batch_and_outputs_stay_those_of_generate(tiny_causal):
+    model, tok = tiny_causal.model, tiny_causal.tokenizer
+    prompts = [DEMOS + q for q in QUESTIONS]
+    free, _ = outputs(model, tok, prompts, prefix_cache=False, batch_size=8)
+    # a stop string that one row's greedy output holds early and some other row's does not
+    early = next(t[:2] for t in free if t[:2].strip() and sum(t[:2] in u for u in free) < len(free))
+    stop = Decoding(max_tokens=12, temperature=0.0, stop=(early,))
+    plain = [c.text for c in LocalBackend(model, tok, batch_size=8, prefix_cache=False).complete(prompts, stop)]
+    sizes = []
+    hook = model.register_forward_pre_hook(lambda m, a, kw: sizes.append(kw["input_ids"].shape[0]) and None,
+                                           with_kwargs=True)
+    try:
+        cached = [c.text for c in LocalBackend(model, tok, batch_size=8).complete(prompts, stop)]
+    finally:
+        hook.remove()
+    assert cached == plain
+    assert sizes[0] == 1 and sizes[1] == len(prompts)  # the prefix once, then the whole batch
+    assert min(sizes[1:]) < len(prompts)  # a row that ended left the batch

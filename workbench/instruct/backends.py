@@ -196,9 +196,70 @@ class LocalBackend:
                 mask[r, ids.shape[1] - len(rests[i]):] = 1
             past = copy.deepcopy(cache)
             past.batch_repeat_interleave(len(rows))
-            for i, c in zip(rows, self._generate({"input_ids": ids, "attention_mask": mask}, d, past)):
+            greedy = d.temperature == 0 and not d.repetition_penalty
+            done = self._greedy(ids, mask, past, d) if greedy else \
+                self._generate({"input_ids": ids, "attention_mask": mask}, d, past)
+            for i, c in zip(rows, done):
                 out[i] = c
         return out  # type: ignore[return-value]
+
+    def _greedy(self, ids, mask, past, d: Decoding) -> list[Completion]:
+        """Greedy decoding from a batch whose shared prefix is in `past`, that drops each row from the batch as soon
+        as it ends (end of text or a stop string). `generate` keeps computing every row until the last one ends:
+        in CoT evaluation most answers end within a few dozen tokens while one row runs on to the limit, and
+        each step of that tail then costs a whole batch. The tokens chosen are the same: argmax of the same
+        logits, each row attending to the same keys at the same positions."""
+        import torch
+
+        tok, eos = self.tokenizer, self._eos_ids()
+        positions = (mask.cumsum(-1) - 1).clamp(min=0)  # over real tokens only, as generate counts them
+        start = past.get_seq_length()
+        alive = list(range(ids.shape[0]))  # rows still in the batch, by their index in `ids`
+        tokens: list[list[int]] = [[] for _ in alive]
+        stopped = [False] * len(alive)
+        with torch.inference_mode():
+            logits = self.model(input_ids=ids[:, start:], attention_mask=mask, position_ids=positions[:, start:],
+                                past_key_values=past, use_cache=True, logits_to_keep=1).logits[:, -1]
+            position = positions[:, -1]
+            for step in range(d.max_tokens):
+                chosen = logits.float().argmax(-1).tolist()
+                keep = []
+                for j, row in enumerate(alive):
+                    if chosen[j] in eos:
+                        stopped[row] = True
+                        continue
+                    tokens[row].append(chosen[j])
+                    if d.stop and any(s in tok.decode(tokens[row], skip_special_tokens=True) for s in d.stop):
+                        stopped[row] = True
+                        continue
+                    keep.append(j)
+                if self.progress_hook is not None:
+                    self.progress_hook(step + 1, d.max_tokens)
+                if not keep or step + 1 == d.max_tokens:
+                    break
+                if len(keep) < len(alive):  # finished rows leave the batch, and their keys and values with them
+                    index = torch.tensor(keep)
+                    past.batch_select_indices(index)
+                    mask, position = mask[index], position[index]
+                    alive = [alive[j] for j in keep]
+                    chosen = [chosen[j] for j in keep]
+                mask = torch.cat([mask, mask.new_ones(len(alive), 1)], dim=1)
+                position = position + 1
+                logits = self.model(input_ids=torch.tensor(chosen)[:, None], attention_mask=mask,
+                                    position_ids=position[:, None], past_key_values=past, use_cache=True,
+                                    logits_to_keep=1).logits[:, -1]
+        results = []
+        for row, ended in zip(tokens, stopped):
+            text, cut = cut_at_stop(tok.decode(row, skip_special_tokens=True), d.stop)
+            results.append(Completion(text, "stop" if ended or cut or len(row) < d.max_tokens else "length"))
+        return results
+
+    def _eos_ids(self) -> set[int]:
+        eos_cfg = self.model.generation_config.eos_token_id
+        eos = set(eos_cfg if isinstance(eos_cfg, list) else [] if eos_cfg is None else [eos_cfg])
+        if self.tokenizer.eos_token_id is not None:
+            eos.add(self.tokenizer.eos_token_id)
+        return eos
 
     # -- generation --------------------------------------------------------------------------------------------
 
@@ -225,10 +286,7 @@ class LocalBackend:
         with torch.inference_mode():
             gen = self.model.generate(**enc, **kwargs)
         new = gen[:, enc["input_ids"].shape[1]:]
-        eos_cfg = self.model.generation_config.eos_token_id
-        eos = set(eos_cfg if isinstance(eos_cfg, list) else [] if eos_cfg is None else [eos_cfg])
-        if tok.eos_token_id is not None:
-            eos.add(tok.eos_token_id)
+        eos = self._eos_ids()
         results = []
         for row in new.tolist():
             ended = next((k for k, t in enumerate(row) if t in eos), None)
