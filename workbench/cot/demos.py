@@ -151,11 +151,15 @@ def read_demo_file(path: str | Path, task: str | None = None, flag: str = "--dem
         for key in ("question", "rationale", "pred_ans"):
             if not isinstance(d.get(key), str) or (key != "rationale" and not d[key].strip()):
                 raise ConfigError(f"{where}: demo {k}: field {key!r} is missing or not a non-empty string")
-        question = d["question"].strip()
-        question = question[3:] if question.startswith("Q: ") else question
-        question = question[:-3].rstrip() if question.endswith("\nA:") else question
-        demos.append(Demo(question, d["rationale"].strip(), d["pred_ans"].strip()))
+        demos.append(Demo(bare_question(d["question"]), d["rationale"].strip(), d["pred_ans"].strip()))
     return demos
+
+
+def bare_question(text: str) -> str:
+    """A demo file's question without the "Q: " and "\nA:" around it."""
+    text = text.strip()
+    text = text[3:] if text.startswith("Q: ") else text
+    return text[:-3].rstrip() if text.endswith("\nA:") else text
 
 
 def plot_clusters(path: Path, embeddings: np.ndarray, labels: np.ndarray, chosen: list[int], k: int,
@@ -187,8 +191,5 @@ def plot_clusters(path: Path, embeddings: np.ndarray, labels: np.ndarray, chosen
 
 def demo_to_instruct(demo: dict, task: str) -> dict:
     """A demonstration as an instruction-tuning record (the fields `workbench instruct mix --records` reads)."""
-    question = demo["question"]
-    question = question[3:] if question.startswith("Q: ") else question
-    question = question[:-3].rstrip() if question.endswith("\nA:") else question
-    return {"instruction": question, "input": "",
+    return {"instruction": bare_question(demo["question"]), "input": "",
             "output": f"{demo['rationale']} The answer is {demo['pred_ans']}.", "source": f"auto-cot:{task}"}

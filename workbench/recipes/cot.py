@@ -34,6 +34,7 @@ from workbench.errors import ConfigError, WorkbenchError
 RATIONALE_STOP = ("\nQ:",)  # zero-shot-CoT: a small model runs on into a new question of its own
 FEW_SHOT_STOP = ("\n\n", "\nQ:")  # demonstrations end with a blank line; so does the answer to the question
 ANSWER_STOP = ("\n",)
+ANSWER_MAX_TOKENS = 32  # the answer stage (Kojima et al.)
 CHUNK = 32  # questions per generator call: the unit of resuming (and of the shared-prefix cache's reuse)
 RUN_KIND = "cot-eval"
 
@@ -108,8 +109,6 @@ def _zero_shot_cot(backend, questions: list[Question], answer_type: str, decodin
     return [(f"{STEP_BY_STEP} {z.strip()}".rstrip(), extract(a.text, answer_type, few_shot=False))
             for z, a in zip(zs, answers)]
 
-
-ANSWER_MAX_TOKENS = 32  # the answer stage (Kojima et al.)
 
 
 # ---- Auto-CoT demonstrations ---------------------------------------------------------------------------------
