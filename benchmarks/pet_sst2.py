@@ -18,8 +18,9 @@ from __future__ import annotations
 
 import argparse
 import json
-import statistics
 import time
+
+from workbench.stats import mean_sd_text
 
 
 def metrics_by_step(client, run_id: str, name: str) -> list[float]:
@@ -47,12 +48,6 @@ def job(args, seed: int, method: str, shots: int, **options) -> dict:
             "members_mean": metrics_by_step(client, run, "members/test_accuracy_mean"),
             "label_accuracy": metrics_by_step(client, run, "ipet/label_accuracy"),
             "distilled": result.test_accuracy}
-
-
-def summary(values: list[float]) -> str:
-    if len(values) == 1:
-        return f"{values[0]:.4f} (one seed)"
-    return f"{statistics.mean(values):.4f} ± {statistics.stdev(values):.4f}"
 
 
 def main() -> None:
@@ -98,13 +93,13 @@ def main() -> None:
     print(f"\nSST-2, {args.shots} shots per class, accuracy on the first {args.eval_limit} test rows, seeds {args.seeds}")
     if rows:
         print("| model | accuracy (mean ± sd) |\n|---|---|")
-        print(f"| best single PVP (prompt-finetune, chosen by dev) | {summary([r['best_single'] for r in rows])} |")
-        print(f"| mean of the single PVPs | {summary([r['members_mean'] for r in rows])} |")
-        print(f"| PET ensemble | {summary([r['pet'] for r in rows])} |")
-        print(f"| PET distilled classifier | {summary([r['pet_distilled'] for r in rows])} |")
+        print(f"| best single PVP (prompt-finetune, chosen by dev) | {mean_sd_text([r['best_single'] for r in rows])} |")
+        print(f"| mean of the single PVPs | {mean_sd_text([r['members_mean'] for r in rows])} |")
+        print(f"| PET ensemble | {mean_sd_text([r['pet'] for r in rows])} |")
+        print(f"| PET distilled classifier | {mean_sd_text([r['pet_distilled'] for r in rows])} |")
         for g in range(args.generations - 1):
-            print(f"| iPET ensemble, generation {g + 1} | {summary([r['ipet'][g] for r in rows])} |")
-        print(f"| iPET distilled classifier | {summary([r['ipet_distilled'] for r in rows])} |")
+            print(f"| iPET ensemble, generation {g + 1} | {mean_sd_text([r['ipet'][g] for r in rows])} |")
+        print(f"| iPET distilled classifier | {mean_sd_text([r['ipet_distilled'] for r in rows])} |")
     for z in zero:
         gens = ", ".join(f"g{g}: {a:.4f}" for g, a in enumerate(z["zero_shot_ensemble"]))
         print(f"zero-shot iPET, seed {z['seed']}: ensemble {gens}; distilled {z['ipet_distilled']:.4f}")

@@ -18,18 +18,13 @@ from __future__ import annotations
 
 import argparse
 import json
-import statistics
 import time
 from pathlib import Path
 
+from workbench.stats import mean_sd_text
+
 # SST-2's own words are negative/positive; in the cls format every init reads the format's words for them.
 SST2_WORDS = ["bad", "good"]
-
-
-def summary(values: list[float]) -> str:
-    if len(values) == 1:
-        return f"{values[0]:.4f} (one seed)"
-    return f"{statistics.mean(values):.4f} ± {statistics.stdev(values):.4f}"
 
 
 def main() -> None:
@@ -117,8 +112,8 @@ def main() -> None:
         for init in args.inits.split(","):
             rows = [r for (f, t, i, _), r in done.items() if f == fmt.name and t == task and i == init]
             if rows:
-                print(f"| {task} | {init} | {summary([r['test_accuracy'] for r in rows])} | "
-                      f"{summary([r['dev_accuracy'] for r in rows])} | {len(rows)} |")
+                print(f"| {task} | {init} | {mean_sd_text([r['test_accuracy'] for r in rows])} | "
+                      f"{mean_sd_text([r['dev_accuracy'] for r in rows])} | {len(rows)} |")
 
 
 if __name__ == "__main__":

@@ -84,4 +84,10 @@ def mean_sd(values: list[float]) -> tuple[float, float | None]:
     return statistics.mean(values), statistics.stdev(values) if len(values) > 1 else None
 
 
-__all__ = ["CONFIDENCE", "INTERVAL_NAME", "PairedDifference", "mean_sd", "paired_difference"]
+def mean_sd_text(values: list[float]) -> str:
+    """'0.7790 ± 0.0268', or '0.7790 (one seed)' when there is no spread to show."""
+    mean, sd = mean_sd(values)
+    return f"{mean:.4f} (one seed)" if sd is None else f"{mean:.4f} ± {sd:.4f}"
+
+
+__all__ = ["CONFIDENCE", "INTERVAL_NAME", "PairedDifference", "mean_sd", "mean_sd_text", "paired_difference"]

@@ -144,7 +144,7 @@ def _user_task(path: Path, flag: str) -> CotTask:
 def _read_records(path: Path) -> list[dict]:
     """A JSON array, or JSON lines (AQuA's file is JSON lines whatever its name)."""
     if not path.is_file():
-        raise WorkbenchError(f"{path} does not exist" + (f" (check {DATA_DIR_ENV})" if DATA_DIR_ENV else ""))
+        raise WorkbenchError(f"{path} does not exist (check {DATA_DIR_ENV}, or the YAML file's `data`)")
     try:
         text = path.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as e:

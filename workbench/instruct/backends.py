@@ -143,7 +143,11 @@ class LocalBackend:
 
     def _shared_prefix(self, texts: list[str]) -> tuple[list[int], list[list[int]]] | None:
         """(shared prefix ids, each prompt's remaining ids) when the prompts share enough leading tokens."""
-        if len(texts) < 2:
+        import os.path
+
+        # Tokens shared are at most the characters shared plus a leading special token: most calls (no shared
+        # demonstrations) are turned away here, before their prompts are tokenized a second time.
+        if len(texts) < 2 or len(os.path.commonprefix(texts)) + 1 < MIN_SHARED_PREFIX:
             return None
         ids = [self.tokenizer(t, add_special_tokens=not self.chat)["input_ids"] for t in texts]
         if self.max_prompt_tokens and max(map(len, ids)) > self.max_prompt_tokens:

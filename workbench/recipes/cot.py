@@ -21,7 +21,7 @@ import json
 import time
 from collections import Counter
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import ClassVar
 
@@ -100,8 +100,6 @@ def _resume(path: Path, header: dict, what: str) -> list[dict]:
 
 def _zero_shot_cot(backend, questions: list[Question], answer_type: str, decoding) -> list[tuple[str, str]]:
     """(rationale starting with "Let's think step by step.", cleansed answer) for each question."""
-    from dataclasses import replace
-
     firsts = [first_prompt("zero-shot-cot", q.question, answer_type, []) for q in questions]
     zs = [c.text for c in backend.complete(firsts, replace(decoding, stop=RATIONALE_STOP))]
     answers = backend.complete([answer_prompt(f, z, answer_type) for f, z in zip(firsts, zs)],
@@ -358,8 +356,6 @@ def _digest(demos: list[Demo]) -> str:
 
 def _predict(backend, task: CotTask, cfg: CotEvalConfig, demos: list[Demo], todo: list[Question], out: Path,
              done: dict) -> None:
-    from dataclasses import replace
-
     from tqdm.auto import tqdm
 
     from workbench.instruct.backends import Decoding
