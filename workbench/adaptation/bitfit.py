@@ -39,7 +39,7 @@ def build(ctx: BuildContext, opts: BitFitOptions):
 
 register_method(Method(
     name="bitfit", summary="bias terms only (optionally norm gains)", options=BitFitOptions, build=build,
-    default_lr=1e-3,
+    default_lr=1e-3, generates=True,
     space=SearchSpace({"train.lr": Float(1e-4, 1e-2, log=True), "method.include_norms": Categorical([False, True]),
                        "train.warmup_ratio": Float(0.0, 0.2)}),
 ))

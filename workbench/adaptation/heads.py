@@ -10,9 +10,12 @@ HEAD_HELP = "verbalizer: label-word scores at the mask; linear: a new classifica
 
 
 def make_head(ctx: BuildContext, head: str):
+    """The head a parameter-efficient method puts on the backbone; None for the generate objective."""
     from workbench.models.backbone import ModelKind
     from workbench.training.heads import LinearHead, VerbalizerHead
 
+    if ctx.objective == "generate":
+        return None  # the language model's own output layer predicts the next token
     if head == "linear":
         return LinearHead(ctx.backbone.hidden_size, ctx.task.num_classes)
     if ctx.backbone.kind == ModelKind.ENCODER or ctx.label_words is None:

@@ -61,7 +61,7 @@ def build(ctx: BuildContext, opts: LoraOptions):
 
 register_method(Method(
     name="lora", summary="low-rank adapters on attention projections (PEFT)", options=LoraOptions, build=build,
-    default_lr=5e-4,
+    default_lr=5e-4, generates=True,
     space=SearchSpace({"train.lr": Float(1e-4, 3e-3, log=True), "method.r": Categorical([4, 8, 16]),
                        "method.alpha": Categorical([8, 16, 32]), "method.dropout": Float(0.0, 0.1),
                        "train.warmup_ratio": Float(0.0, 0.2)}),

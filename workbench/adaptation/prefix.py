@@ -62,7 +62,7 @@ def _start_small(encoder, std: float) -> None:
 
 register_method(Method(
     name="prefix-tuning", summary="frozen backbone, key/value prefixes at every layer, MLP reparameterisation (PEFT)",
-    options=PrefixOptions, build=build, default_lr=5e-3,
+    options=PrefixOptions, build=build, default_lr=5e-3, generates=True,
     space=SearchSpace({"train.lr": Float(1e-3, 3e-2, log=True),
                        "method.num_virtual_tokens": Categorical([5, 10, 20]),
                        "method.encoder_hidden_size": Categorical([256, 512]), "train.warmup_ratio": Float(0.0, 0.2)}),
@@ -70,7 +70,7 @@ register_method(Method(
 
 register_method(Method(
     name="p-tuning-v2", summary="deep prompts at every layer, no reparameterisation, linear head by default (PEFT)",
-    options=PTuningV2Options, build=build, default_lr=5e-3,
+    options=PTuningV2Options, build=build, default_lr=5e-3, generates=True,
     space=SearchSpace({"train.lr": Float(1e-3, 3e-2, log=True),
                        "method.num_virtual_tokens": Categorical([5, 10, 20]), "train.warmup_ratio": Float(0.0, 0.2)}),
 ))

@@ -46,16 +46,19 @@ class BuildContext:
     """What a method's build function and hooks see."""
 
     backbone: Backbone
-    task: TaskSpec
+    task: TaskSpec | None  # None with the "generate" objective: instruction data has no task, template or split
     template: Template | None  # None for methods that read plain input
     verbalizer: Verbalizer | None
     label_words: LabelWordIds | None
-    split: FewShotSplit
+    split: FewShotSplit | None
     seed: int
     tracking_uri: str | None = None  # where MLflow runs named by id are read from (a pre-trained prompt's run)
     # True when saved weights replace what is built (`workbench predict`): an initialisation read from elsewhere
     # (a pre-trained prompt) is not needed, and may be gone.
     restoring: bool = False
+    # "classify": a head scores the task's classes; "generate": no head, the model's own output layer predicts the
+    # next token (instruction tuning; only methods registered with `generates=True` are built so).
+    objective: str = "classify"
 
 
 @dataclass
@@ -97,6 +100,9 @@ class Method:
     recipe: str | None = None
     # False: runs with no labelled examples (`shots: 0`) are allowed (zero-shot PET/iPET).
     needs_shots: bool = True
+    # True: `build` also works with `ctx.objective == "generate"` (no task, template or split; `make_head` gives
+    # None): the method can instruction-tune a causal LM (`workbench instruct tune`).
+    generates: bool = False
 
     def make_options(self, **values: Any) -> MethodOptions:
         """The options object, checked: unknown names and bad values are one-line ConfigErrors."""

@@ -6,7 +6,40 @@ import torch
 from torch import nn
 
 
-class PromptClassifier(nn.Module):
+class AdaptedModel(nn.Module):
+    """What every method trains: a backbone (`self.model`) with the method applied, and what the method added
+    around it. Trainable parameters are grouped by learning rate: the backbone's at `backbone_lr` (a pretrained
+    backbone that trains wants a small one, as P-tuning's), a head's at `head_lr`, the rest at the run's rate."""
+
+    backbone_lr: float | None = None
+    head_lr: float | None = None
+
+    def _head_parameters(self) -> set[int]:
+        return set()
+
+    def param_groups(self, lr: float) -> list[dict]:
+        """Trainable parameters grouped by learning rate: the head at `head_lr`, the backbone at `backbone_lr`,
+        everything else (soft prompts, adapters outside the backbone) at `lr`; an unset rate is `lr`."""
+        backbone = {id(p) for p in self.model.parameters()}
+        head = self._head_parameters()
+        groups: dict[float, list[nn.Parameter]] = {}
+        for p in self.trainable_parameters():
+            rate = self.head_lr if id(p) in head else self.backbone_lr if id(p) in backbone else None
+            groups.setdefault(lr if rate is None else rate, []).append(p)
+        return [{"params": params, "lr": rate} for rate, params in groups.items()]
+
+    def trainable_parameters(self) -> list[nn.Parameter]:
+        return [p for p in self.parameters() if p.requires_grad]
+
+    def count_parameters(self) -> tuple[int, int]:
+        """(trainable, total), each shared tensor counted once."""
+        seen: dict[int, nn.Parameter] = {id(p): p for p in self.parameters()}
+        total = sum(p.numel() for p in seen.values())
+        trainable = sum(p.numel() for p in seen.values() if p.requires_grad)
+        return trainable, total
+
+
+class PromptClassifier(AdaptedModel):
     """`forward(batch) -> [batch, classes]` scores.
 
     `input_transform`, when a method has one, maps (input embeddings, batch) to (embeddings, attention
@@ -38,23 +71,5 @@ class PromptClassifier(nn.Module):
             scores = scores.log_softmax(-1) - self.class_offset
         return scores
 
-    def param_groups(self, lr: float) -> list[dict]:
-        """Trainable parameters grouped by learning rate: the head at `head_lr`, the backbone at `backbone_lr`,
-        everything else (soft prompts, adapters outside the backbone) at `lr`; an unset rate is `lr`."""
-        backbone = {id(p) for p in self.model.parameters()}
-        head = {id(p) for p in self.head.parameters()}
-        groups: dict[float, list[nn.Parameter]] = {}
-        for p in self.trainable_parameters():
-            rate = self.head_lr if id(p) in head else self.backbone_lr if id(p) in backbone else None
-            groups.setdefault(lr if rate is None else rate, []).append(p)
-        return [{"params": params, "lr": rate} for rate, params in groups.items()]
-
-    def trainable_parameters(self) -> list[nn.Parameter]:
-        return [p for p in self.parameters() if p.requires_grad]
-
-    def count_parameters(self) -> tuple[int, int]:
-        """(trainable, total), each shared tensor counted once."""
-        seen: dict[int, nn.Parameter] = {id(p): p for p in self.parameters()}
-        total = sum(p.numel() for p in seen.values())
-        trainable = sum(p.numel() for p in seen.values() if p.requires_grad)
-        return trainable, total
+    def _head_parameters(self) -> set[int]:
+        return {id(p) for p in self.head.parameters()}

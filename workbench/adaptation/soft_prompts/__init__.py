@@ -160,7 +160,7 @@ def build_p_tuning(ctx: BuildContext, opts: PTuningOptions):
 register_method(Method(
     name="prompt-tuning", summary="frozen backbone, n soft tokens prepended (Lester et al.)",
     options=PromptTuningOptions, build=build_prompt_tuning, default_lr=3e-2, rewrite_prompt=cast_to_pretrained,
-    extra_tokens=lambda o: o.num_virtual_tokens,
+    extra_tokens=lambda o: o.num_virtual_tokens, generates=True,
     space=SearchSpace({"train.lr": Float(1e-3, 3e-1, log=True),
                        "method.num_virtual_tokens": Categorical([5, 10, 20, 50]),
                        "method.init": Categorical(["vocab", "labels", "random"]),

@@ -47,12 +47,16 @@ class PrependedPrompt(nn.Module):
         self.insert_at = insert_at
 
     def forward(self, embeds: torch.Tensor, batch: dict) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        b, n, at = embeds.shape[0], self.prompt.shape[0], self.insert_at
+        b, at = embeds.shape[0], self.insert_at
         prompt = self.prompt.to(embeds.dtype).unsqueeze(0).expand(b, -1, -1)
         embeds = torch.cat([embeds[:, :at], prompt, embeds[:, at:]], dim=1)
-        mask = batch["attention_mask"]
-        mask = torch.cat([mask[:, :at], mask.new_ones(b, n), mask[:, at:]], dim=1)
-        return embeds, mask, batch["readout"] + n
+        return embeds, self.widen(batch["attention_mask"], 1), batch["readout"] + self.prompt.shape[0]
+
+    def widen(self, values: torch.Tensor, fill: int) -> torch.Tensor:
+        """Per-token values [B, S] (an attention mask, language-model labels) with `fill` at the prompt's
+        positions, so they line up with the output of `forward`."""
+        at, n = self.insert_at, self.prompt.shape[0]
+        return torch.cat([values[:, :at], values.new_full((values.shape[0], n), fill), values[:, at:]], dim=1)
 
 
 class SlotPromptEncoder(nn.Module):
