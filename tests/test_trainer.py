@@ -31,7 +31,7 @@ def test_training_fits_a_toy_task_and_restores_best(tiny_mlm):
                                                          progress=False))
     after = accuracy(predict(model, data, pad), data)
     assert after == 1.0 and after > before
-    assert result.best_dev_accuracy == after  # the restored state is the best one seen
+    assert result.best_dev == after  # the restored state is the best one seen
     assert [h["step"] for h in result.history] == list(range(1, result.steps + 1))
 
 

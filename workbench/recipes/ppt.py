@@ -345,8 +345,8 @@ def _run(cfg: PretrainConfig, fmt, out: Path, state: dict, ref, uri: str, labele
                     on_checkpoint=save_checkpoint)
         rate = fit.examples_per_s
         save_prompt(out, prompt.prompt, {**meta, "steps": fit.steps, "best_step": fit.best_step,
-                                         "heldout_accuracy": fit.best_dev_accuracy, "run_id": tracker.run_id})
-        tracker.log_metrics({"eval/best_accuracy": fit.best_dev_accuracy, "best_step": fit.best_step,
+                                         "heldout_accuracy": fit.best_dev, "run_id": tracker.run_id})
+        tracker.log_metrics({"eval/best_accuracy": fit.best_dev, "best_step": fit.best_step,
                              "train/examples_per_s": rate, "train/seconds": time.perf_counter() - started,
                              "train_examples": len(train_rows)}, step=fit.steps)
         import tempfile
@@ -355,11 +355,11 @@ def _run(cfg: PretrainConfig, fmt, out: Path, state: dict, ref, uri: str, labele
             for f in ("prompt.safetensors", META_FILE):
                 (Path(tmp) / f).write_bytes((out / f).read_bytes())
             tracker.log_artifacts(tmp, ARTIFACT_DIR)
-        state.update(done=True, heldout_accuracy=fit.best_dev_accuracy, train_examples=len(train_rows),
+        state.update(done=True, heldout_accuracy=fit.best_dev, train_examples=len(train_rows),
                      examples_per_s=rate)
         _write_json(out / STATE_FILE, state)
         checkpoint.unlink(missing_ok=True)
         say(f"pre-training throughput: {rate:.1f} examples/s (label-word head); held-out accuracy "
-            f"{fit.best_dev_accuracy:.4f} at step {fit.best_step} of {fit.steps} (that prompt kept)")
-        return PretrainResult(out, tracker.run_id, fit.best_dev_accuracy, len(train_rows), rate, fit.steps,
+            f"{fit.best_dev:.4f} at step {fit.best_step} of {fit.steps} (that prompt kept)")
+        return PretrainResult(out, tracker.run_id, fit.best_dev, len(train_rows), rate, fit.steps,
                               resumed_from, labels)

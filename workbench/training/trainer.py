@@ -1,10 +1,12 @@
-"""One training loop for every method: AdamW, linear warm-up and decay, gradient accumulation,
-bf16 autocast on CUDA, evaluation on the few-shot dev split every N steps, early stopping, and the
-best state restored at the end.
+"""One training loop for every method and objective: AdamW, linear warm-up and decay, gradient accumulation,
+bf16 autocast on CUDA, evaluation on the dev split every N steps, early stopping, and the best state restored at
+the end.
 
-The loss is cross-entropy on the labels, or, for examples that carry a teacher's scores (`target`: PET's
-distillation), the temperature-softened KL divergence from them. An auxiliary loss (PET's language-model loss
-on unlabelled text) can be mixed in with a weight."""
+What is trained for is an `Objective`: how examples become a batch, the loss of a batch, and the dev metric that
+picks the state kept. `Classification` (the default): cross-entropy on the labels, or, for examples that carry a
+teacher's scores (`target`: PET's distillation), the temperature-softened KL divergence from them; dev accuracy.
+`LanguageModeling`: next-token loss on the response tokens (instruction tuning); dev loss. An auxiliary loss (PET's
+language-model loss on unlabelled text) can be mixed in with a weight."""
 
 from __future__ import annotations
 
@@ -15,6 +17,7 @@ import sys
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from typing import Any, Protocol
 
 import numpy as np
 import torch
@@ -42,16 +45,32 @@ class TrainerConfig:
     temperature: float = 2.0  # softens teacher and student scores for examples with a `target` (distillation)
     aux_weight: float = 0.0  # loss = (1 - w) * task loss + w * aux_loss(); PET's language-model weight is 1e-4
     checkpoint_every: int = 0  # steps between calls of `on_checkpoint` (a long job's resume points); 0 = never
+    # Batches of similar length (shuffled in groups of 50 batches, each group sorted): far less padding when
+    # lengths vary widely (instruction data), the same examples per epoch.
+    group_by_length: bool = False
 
 
 @dataclass
 class TrainResult:
     best_step: int
-    best_dev_accuracy: float
+    best_dev: float  # the objective's dev metric at the kept step (accuracy, or loss for language modelling)
     steps: int
     seconds: float
     examples_per_s: float
     history: list[dict] = field(default_factory=list)
+
+
+def _grouped_by_length(chunks: list[list[int]], lengths: list[int], rng: random.Random,
+                       group: int = 50) -> list[list[int]]:
+    """The same examples re-cut so each batch holds similar lengths: in groups of `group` batches (in shuffled
+    order), sorted by length and cut again; the batches are then shuffled, so long and short ones alternate."""
+    out: list[list[int]] = []
+    size = len(chunks[0]) if chunks else 0
+    for g in range(0, len(chunks), group):
+        members = sorted((i for c in chunks[g : g + group] for i in c), key=lambda i: lengths[i])
+        out += [members[s : s + size] for s in range(0, len(members), size)]
+    rng.shuffle(out)
+    return out
 
 
 def pick_device() -> torch.device:
@@ -73,9 +92,10 @@ def _to(batch: dict[str, torch.Tensor], device: torch.device) -> dict[str, torch
     return {k: v.to(device, non_blocking=True) for k, v in batch.items()}
 
 
-def _length_batches(examples: list[EncodedExample], batch_size: int) -> Iterator[list[int]]:
+def _length_batches(examples: list, batch_size: int,
+                    length: Callable[[Any], int] = lambda e: len(e.input_ids)) -> Iterator[list[int]]:
     """Indices in batches of similar length, so padding is per batch and small."""
-    order = sorted(range(len(examples)), key=lambda i: len(examples[i].input_ids))
+    order = sorted(range(len(examples)), key=lambda i: length(examples[i]))
     for start in range(0, len(order), batch_size):
         yield order[start : start + batch_size]
 
@@ -118,6 +138,84 @@ def task_loss(scores: torch.Tensor, batch: dict[str, torch.Tensor], temperature:
     return F.cross_entropy(scores, batch["labels"])
 
 
+class Objective(Protocol):
+    """What `train` optimises and how it picks the state to keep."""
+
+    metric: str  # the dev metric's name in the run (`eval/accuracy`, `eval/loss`)
+    higher_is_better: bool
+
+    def collate(self, examples: list) -> dict[str, torch.Tensor]: ...
+
+    def loss(self, model: torch.nn.Module, batch: dict[str, torch.Tensor]) -> torch.Tensor: ...
+
+    def evaluate(self, model: torch.nn.Module, examples: list) -> float: ...
+
+    def length(self, example: Any) -> int: ...
+
+
+@dataclass
+class Classification:
+    """Class scores against labels (or a teacher's scores); the dev metric is accuracy."""
+
+    pad_id: int
+    temperature: float = 2.0
+    eval_batch_size: int = 32
+    metric: str = "eval/accuracy"
+    higher_is_better: bool = True
+
+    def collate(self, examples: list[EncodedExample]) -> dict[str, torch.Tensor]:
+        return collate(examples, self.pad_id)
+
+    def loss(self, model: PromptClassifier, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+        with _autocast(batch["input_ids"].device):
+            scores = model(batch)
+        return task_loss(scores.float(), batch, self.temperature)
+
+    def evaluate(self, model: PromptClassifier, examples: list[EncodedExample]) -> float:
+        return accuracy(predict(model, examples, self.pad_id, self.eval_batch_size), examples)
+
+    def length(self, example: EncodedExample) -> int:
+        return len(example.input_ids)
+
+
+@dataclass
+class LanguageModeling:
+    """Next-token loss on the labelled (response) tokens of `causal_lm.EncodedLM` examples; the dev metric is the
+    loss per response token over the whole dev set."""
+
+    pad_id: int
+    eval_batch_size: int = 16
+    metric: str = "eval/loss"
+    higher_is_better: bool = False
+
+    def collate(self, examples: list) -> dict[str, torch.Tensor]:
+        from workbench.training.causal_lm import collate_lm
+
+        return collate_lm(examples, self.pad_id)
+
+    def loss(self, model: torch.nn.Module, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+        with _autocast(batch["input_ids"].device):
+            return model(batch)
+
+    @torch.no_grad()
+    def evaluate(self, model: torch.nn.Module, examples: list) -> float:
+        device = next(model.parameters()).device
+        was_training = model.training
+        model.eval()
+        total, tokens = 0.0, 0
+        for idx in _length_batches(examples, self.eval_batch_size, self.length):
+            chunk = [examples[i] for i in idx]
+            n = sum(e.response_tokens for e in chunk)
+            with _autocast(device):
+                total += float(model(_to(self.collate(chunk), device))) * n
+            tokens += n
+        model.train(was_training)
+        return total / max(tokens, 1)
+
+    def length(self, example) -> int:
+        return len(example.input_ids)
+
+
 def _optimizer(model: PromptClassifier, cfg: TrainerConfig, device: torch.device) -> torch.optim.Optimizer:
     groups = []
     for group in model.param_groups(cfg.lr):
@@ -147,12 +245,13 @@ def _restore(state: dict, trainable: dict[str, torch.nn.Parameter], optimizer, s
     return int(state["step"])
 
 
-def train(model: PromptClassifier, train_set: list[EncodedExample], dev_set: list[EncodedExample], pad_id: int,
-          cfg: TrainerConfig, on_log: Callable[[int, dict], None] | None = None,
-          aux_loss: Callable[[], torch.Tensor] | None = None, resume: dict | None = None,
-          on_checkpoint: Callable[[dict], None] | None = None) -> TrainResult:
-    """Train `model` on `train_set`, keeping the state with the best accuracy on `dev_set` (the last state when
-    `dev_set` is empty). `aux_loss()`, when given with `cfg.aux_weight`, is computed at every micro-batch.
+def train(model: torch.nn.Module, train_set: list, dev_set: list, pad_id: int, cfg: TrainerConfig,
+          on_log: Callable[[int, dict], None] | None = None, aux_loss: Callable[[], torch.Tensor] | None = None,
+          resume: dict | None = None, on_checkpoint: Callable[[dict], None] | None = None,
+          objective: Objective | None = None) -> TrainResult:
+    """Train `model` on `train_set`, keeping the state with the best dev metric of `objective` on `dev_set` (the
+    last state when `dev_set` is empty). The objective defaults to `Classification` (dev accuracy). `aux_loss()`,
+    when given with `cfg.aux_weight`, is computed at every micro-batch.
 
     Every `cfg.checkpoint_every` steps `on_checkpoint(state)` receives everything needed to go on (trained
     parameters, optimizer and schedule, the best state so far, the random state); `resume=state` goes on from it
@@ -160,6 +259,8 @@ def train(model: PromptClassifier, train_set: list[EncodedExample], dev_set: lis
     device = next(model.parameters()).device
     if not model.trainable_parameters():
         raise ValueError("the method left no parameter trainable")
+    objective = objective or Classification(pad_id, cfg.temperature, cfg.eval_batch_size)
+    sign = 1.0 if objective.higher_is_better else -1.0  # the kept state maximises sign * metric
     torch.manual_seed(cfg.seed)
     rng = random.Random(cfg.seed)
     optimizer = _optimizer(model, cfg, device)
@@ -172,18 +273,20 @@ def train(model: PromptClassifier, train_set: list[EncodedExample], dev_set: lis
 
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, schedule)
     trainable = {n: p for n, p in model.named_parameters() if p.requires_grad}
-    best = {"step": 0, "acc": -1.0, "state": None}
+    best = {"step": 0, "value": -math.inf, "state": None}  # value: sign * metric
     history: list[dict] = []
     evals_since_best = 0
 
-    def batches() -> Iterator[list[EncodedExample]]:
+    def batches() -> Iterator[list]:
         while True:
             order = list(range(len(train_set)))
             rng.shuffle(order)
-            for s in range(0, len(order), cfg.batch_size):
-                chunk = order[s : s + cfg.batch_size]
-                if s and len(chunk) < cfg.batch_size:
-                    break  # drop the ragged tail: every step sees a full batch
+            chunks = [order[s : s + cfg.batch_size] for s in range(0, len(order), cfg.batch_size)]
+            if len(chunks) > 1 and len(chunks[-1]) < cfg.batch_size:
+                chunks.pop()  # drop the ragged tail: every step sees a full batch
+            if cfg.group_by_length:
+                chunks = _grouped_by_length(chunks, [objective.length(e) for e in train_set], rng)
+            for chunk in chunks:
                 yield [train_set[i] for i in chunk]
 
     stream = batches()
@@ -205,10 +308,7 @@ def train(model: PromptClassifier, train_set: list[EncodedExample], dev_set: lis
         loss_sum = 0.0
         for _ in range(cfg.grad_accum):
             chunk = next(stream)
-            batch = _to(collate(chunk, pad_id), device)
-            with _autocast(device):
-                scores = model(batch)
-            loss = task_loss(scores.float(), batch, cfg.temperature)
+            loss = objective.loss(model, _to(objective.collate(chunk), device))
             if aux_loss is not None and cfg.aux_weight:
                 loss = (1 - cfg.aux_weight) * loss + cfg.aux_weight * aux_loss()
             loss = loss / cfg.grad_accum
@@ -223,13 +323,13 @@ def train(model: PromptClassifier, train_set: list[EncodedExample], dev_set: lis
         record = {"train/loss": loss_sum, "train/lr": scheduler.get_last_lr()[0]}
         if dev_set and (step % cfg.eval_every == 0 or step == cfg.max_steps):
             t0 = time.perf_counter()
-            acc = accuracy(predict(model, dev_set, pad_id, cfg.eval_batch_size), dev_set)
+            value = objective.evaluate(model, dev_set)
             took = time.perf_counter() - t0
             eval_seconds += took
-            record["eval/accuracy"] = acc
+            record[objective.metric] = value
             record["eval/examples_per_s"] = len(dev_set) / max(took, 1e-9)
-            if acc > best["acc"]:
-                best.update(step=step, acc=acc, state={n: p.detach().clone() for n, p in trainable.items()})
+            if sign * value > best["value"]:
+                best.update(step=step, value=sign * value, state={n: p.detach().clone() for n, p in trainable.items()})
                 evals_since_best = 0
             else:
                 evals_since_best += 1
@@ -237,7 +337,7 @@ def train(model: PromptClassifier, train_set: list[EncodedExample], dev_set: lis
         if on_log:
             on_log(step, record)
         bar.update(1)
-        bar.set_postfix(loss=f"{loss_sum:.3f}", dev=f"{best['acc']:.3f}" if best["acc"] >= 0 else "-")
+        bar.set_postfix(loss=f"{loss_sum:.3f}", dev=f"{sign * best['value']:.3f}" if best["state"] is not None else "-")
         if not math.isfinite(loss_sum):
             raise FloatingPointError(f"training diverged at step {step} (loss {loss_sum}); lower the learning rate")
         stop = cfg.patience is not None and evals_since_best >= cfg.patience
@@ -256,6 +356,7 @@ def train(model: PromptClassifier, train_set: list[EncodedExample], dev_set: lis
             for n, p in trainable.items():
                 p.copy_(best["state"][n])
     return TrainResult(
-        best_step=best["step"], best_dev_accuracy=max(best["acc"], 0.0), steps=step, seconds=seconds,
+        best_step=best["step"], best_dev=sign * best["value"] if best["state"] is not None else math.nan, steps=step,
+        seconds=seconds,
         examples_per_s=seen / seconds if seconds > 0 else 0.0, history=history,
     )
