@@ -35,6 +35,9 @@ def register(subparsers) -> None:
     m.add_argument("--token-budget", default="960", help="exemplars + query must fit, >= 1 (default 960)")
     m.add_argument("--tokenizer", default=None, help="model alias/path to count tokens (default: words)")
     m.add_argument("--template-assignment", choices=["round_robin", "random"], default="round_robin")
+    m.add_argument("--holdout-templates", default="0",
+                   help="the last K plain templates of every task stay out of the mixture, for zero-shot evaluation "
+                        "of the mixture's own tasks in unseen words (default 0)")
     m.add_argument("--templates-dir", default=None)
     m.add_argument("--seed", default="0")
     m.add_argument("--out", default="mixture", help="output folder (mixture.jsonl, hf/, summary.json)")
@@ -214,6 +217,7 @@ def _mix(args) -> int:
         options_ratio=_float("--options-ratio", args.options_ratio, "a number from 0 to 1"),
         shots=_parse_shots(args.shots), token_budget=_int("--token-budget", args.token_budget, "an integer >= 1"),
         template_assignment=args.template_assignment, templates_dir=args.templates_dir, tokenizer=args.tokenizer,
+        holdout_templates=_int("--holdout-templates", args.holdout_templates, "an integer >= 0"),
         seed=_int("--seed", args.seed), out=args.out, log_mlflow=not args.no_mlflow,
     )
     print(format_summary(build_mixture(cfg)))

@@ -20,7 +20,9 @@ from workbench.instruct import checks as C
 from workbench.instruct.records import InstructionRecord, read_instruction_records
 from workbench.instruct.sources import ARITHMETIC, CLASSIFICATION, CLUSTERS, SourceData, cluster_of, load_source
 from workbench.instruct.templates import (
+    MAX_TURNED_AROUND,
     TEMPLATES_DIR_ENV,
+    TEMPLATES_PER_TASK,
     TemplateSet,
     default_templates_dir,
     load_template_set,
@@ -45,6 +47,9 @@ class MixConfig:
     shots: tuple[int, ...] = (1, 2, 3, 5)
     token_budget: int = 960  # FLAN 2021 prunes exemplars to 960 tokens minus the query
     template_assignment: str = "round_robin"  # or "random"
+    # The last K plain (not turned-around) templates of every task stay out of the mixture, so zero-shot evaluation
+    # of a task that is in it can still ask in words never trained on (`workbench instruct eval`).
+    holdout_templates: int = 0
     templates_dir: str | None = None
     tokenizer: str | None = None  # a model alias/path to count tokens with; default: whitespace words
     # Instruction-record files (self-instruct, Alpaca, `cot demos --format instruct`), each a task of its own named
@@ -70,6 +75,8 @@ def check_config(cfg: MixConfig) -> None:
                         ("--token-budget", cfg.token_budget)):
         C.integer(flag, value, lo=1)
     C.integer("--seed", cfg.seed)
+    C.integer("--holdout-templates", cfg.holdout_templates, lo=0, hi=TEMPLATES_PER_TASK - MAX_TURNED_AROUND - 1,
+              what="plain templates per task kept for evaluation; at least one stays for training")
     if cfg.total is not None:
         C.integer("--total", cfg.total, lo=1, what="the mixture size with --rates")
         if not cfg.rates:
@@ -255,11 +262,12 @@ def _task_records(task: str, tset: TemplateSet, src: SourceData, count: int, cfg
     if n == 0 or count == 0:
         return []
     order = _draw(n, count, rng)
+    reserved = set(eval_template_ids(tset, cfg.holdout_templates))
+    usable = [t for t in tset.templates if t.template_id not in reserved]
     out = []
     for k, i in enumerate(order):
         row = src.rows[i]
-        tpl = (tset.templates[k % len(tset.templates)] if cfg.template_assignment == "round_robin"
-               else rng.choice(tset.templates))
+        tpl = (usable[k % len(usable)] if cfg.template_assignment == "round_robin" else rng.choice(usable))
         with_options = bool(src.options) and tpl.has_options and rng.random() < cfg.options_ratio
         query_in, target = render(tpl, row.fields, src.options, with_options)
         shots, inputs = 0, query_in
@@ -292,6 +300,12 @@ def _task_records(task: str, tset: TemplateSet, src: SourceData, count: int, cfg
     return out
 
 
+def eval_template_ids(tset: TemplateSet, k: int) -> list[int]:
+    """The ids of the last `k` plain templates: kept out of a mixture built with `holdout_templates=k`."""
+    plain = [t.template_id for t in tset.templates if not t.turned_around]
+    return plain[len(plain) - k:] if k else []
+
+
 def _draw(n: int, count: int, rng: random.Random) -> list[int]:
     """`count` indices of `n` rows without replacement; a count above n takes whole passes first (epochs)."""
     return [i for _ in range(count // n) for i in rng.sample(range(n), n)] + rng.sample(range(n), count % n)
@@ -313,6 +327,7 @@ def _summarise(records: list[dict], cfg: MixConfig, tasks: list[str]) -> Mixture
         "total": len(records),
         "tasks": {t: counts.get(t, 0) for t in tasks},
         "held_out": list(cfg.holdout),
+        "holdout_templates": cfg.holdout_templates,
         "formats": dict(Counter(r["format"] for r in records)),
         "turned_around": sum(r["turned_around"] for r in records),
         "shots": {str(k): v for k, v in sorted(Counter(r["shots"] for r in records).items())},
