@@ -94,7 +94,7 @@ def flag_for(field: str | None) -> str | None:
 
 # ---- jobs whose config is one section: one flag per field, named after it --------------------------------------
 
-JOB_SECTIONS = ("ppt", "cot")
+JOB_SECTIONS = ("ppt", "cot", "tune", "zeroshot", "flan")
 
 
 def add_section_flags(p: argparse.ArgumentParser, cls: type) -> None:

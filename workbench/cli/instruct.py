@@ -61,6 +61,10 @@ def register(subparsers) -> None:
     s.add_argument("--no-progress", action="store_true", help="no progress bar and no final report on the console")
     s.set_defaults(func=_self_instruct)
 
+    from workbench.cli import instruct_tuning
+
+    instruct_tuning.register(sub)
+
     v = sub.add_parser("serve", help="serve a local model on an OpenAI-compatible /v1/completions endpoint")
     v.add_argument("--model", default="smollm2-135m")
     v.add_argument("--host", default="127.0.0.1",

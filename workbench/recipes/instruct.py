@@ -226,7 +226,7 @@ class EvalConfig(Section):
                                                   "classification), gsm8k, multiarith, svamp (exact match)")
     limit: int | None = option(None, min=1, role="budget", help="the first N examples of each task's evaluation "
                                                                 "split, for every template")
-    base: bool = option(True, help="with --run: evaluate the base model too, side by side (--no-base: skip it)")
+    base: bool = option(True, help="with --run: evaluate the base model too, side by side (--base false: skip it)")
     batch_size: int = option(16, min=1, role="neutral", help="sequences per forward pass")
     max_new_tokens: int = option(32, min=1, role="budget", help="tokens generated for open answers")
     templates_dir: str | None = option(None, role="study", help="folder of <task>.yaml instruction templates "
