@@ -39,6 +39,9 @@ _EXPORTS = {
     "PretrainResult": "workbench.recipes.ppt",
     "build_demos": "workbench.recipes.cot", "CotDemosConfig": "workbench.recipes.cot",
     "evaluate_cot": "workbench.recipes.cot", "CotEvalConfig": "workbench.recipes.cot",
+    "tune": "workbench.recipes.instruct", "TuneConfig": "workbench.recipes.instruct",
+    "evaluate_zero_shot": "workbench.recipes.instruct", "ZeroShotConfig": "workbench.recipes.instruct",
+    "flan": "workbench.recipes.instruct", "FlanConfig": "workbench.recipes.instruct",
     "LocalBackend": "workbench.instruct.backends", "HTTPBackend": "workbench.instruct.backends",
     "WorkbenchError": "workbench.errors", "ConfigError": "workbench.errors",
 }
@@ -89,6 +92,8 @@ if TYPE_CHECKING:  # for type checkers and editors; at run time __getattr__ impo
     from workbench.instruct.backends import HTTPBackend, LocalBackend  # noqa: F401
     from workbench.recipes.compare import CompareConfig, CompareResult, compare  # noqa: F401
     from workbench.recipes.cot import CotDemosConfig, CotEvalConfig, build_demos, evaluate_cot  # noqa: F401
+    from workbench.recipes.instruct import (FlanConfig, TuneConfig, ZeroShotConfig, evaluate_zero_shot, flan,  # noqa: F401
+                                            tune)
     from workbench.recipes.ppt import PretrainConfig, PretrainResult, pretrain_prompt  # noqa: F401
     from workbench.recipes.sweep import SweepConfig, SweepResult, sweep  # noqa: F401
     from workbench.recipes.train import RunResult, train  # noqa: F401

@@ -12,14 +12,14 @@ TRAIN_FLAGS = ("--max-steps", "--lr", "--batch-size", "--grad-accum", "--warmup-
 
 def register(sub) -> None:
     from workbench.cli.flags import add_run_flags, add_section_flags
-    from workbench.recipes.instruct import EvalConfig, FlanConfig, TuneConfig
+    from workbench.recipes.instruct import ZeroShotConfig, FlanConfig, TuneConfig
 
     t = sub.add_parser("tune", help="instruction-tune a model (loss on the response tokens only)")
     add_section_flags(t, TuneConfig)
     _training_flags(t, add_run_flags)
     t.set_defaults(func=_tune)
     e = sub.add_parser("eval", help="zero-shot accuracy on unseen instruction templates, base and tuned side by side")
-    add_section_flags(e, EvalConfig)
+    add_section_flags(e, ZeroShotConfig)
     e.set_defaults(func=_eval)
     f = sub.add_parser("flan", help="the FLAN loop: mix with tasks held out -> tune -> zero-shot eval, base vs tuned")
     add_section_flags(f, FlanConfig)
@@ -69,9 +69,9 @@ def _tune(args: argparse.Namespace) -> None:
 
 def _eval(args: argparse.Namespace) -> None:
     from workbench.cli.flags import section_from_args
-    from workbench.recipes.instruct import EvalConfig, evaluate_zero_shot
+    from workbench.recipes.instruct import ZeroShotConfig, evaluate_zero_shot
 
-    result = evaluate_zero_shot(section_from_args(args, EvalConfig), log=_log)
+    result = evaluate_zero_shot(section_from_args(args, ZeroShotConfig), log=_log)
     print(result.table())
     print("MLflow run ids: " + ", ".join(f"{m.label} {m.run_id}" for m in result.evaluated))
 

@@ -158,12 +158,26 @@ def _json_array(path: Path, flag: str) -> TuningData:
     return TuningData([_alpaca_record(r, f"{path}: record {k}") for k, r in enumerate(raw)], str(path), "records")
 
 
+def _saved_empty(folder: Path) -> bool:
+    """Whether `folder` holds an empty dataset (or a DatasetDict with an empty train split): `datasets` saves one
+    with no data file at all and then cannot load it back (an IndexError), so it is recognised from its state.json."""
+    state = folder / "state.json"
+    if not state.is_file():
+        state = folder / "train" / "state.json"
+    try:
+        return json.loads(state.read_text(encoding="utf-8")).get("_data_files") == []
+    except (OSError, ValueError, AttributeError):
+        return False
+
+
 def _hf_dataset(folder: Path, flag: str) -> TuningData:
     import datasets
 
     try:
         ds = datasets.load_from_disk(str(folder))
     except Exception as e:  # datasets raises several types for a folder it cannot read
+        if _saved_empty(folder):
+            raise ConfigError(f"{flag} {folder}: no records (an empty dataset)") from None
         raise ConfigError(f"{flag} {folder}: not a readable Hugging Face dataset ({str(e).splitlines()[0][:200]})"
                           ) from None
     if isinstance(ds, datasets.DatasetDict):

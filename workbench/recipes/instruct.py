@@ -217,7 +217,7 @@ def to_dict_section(obj) -> dict:
 # ---- zero-shot evaluation --------------------------------------------------------------------------------------
 
 @dataclass
-class EvalConfig(Section):
+class ZeroShotConfig(Section):
     section: ClassVar[str] = "zeroshot"
     run: str = option("", role="study", help="an `instruct tune` run id: its tuned model is evaluated (and the base "
                                              "model beside it, unless --no-base)")
@@ -307,7 +307,7 @@ def _build_tuned(run: TunedRun, backbone):
     return model
 
 
-def _evaluate_model(label: str, model, tokenizer, cfg: EvalConfig, model_name: str, items: dict, tags: dict,
+def _evaluate_model(label: str, model, tokenizer, cfg: ZeroShotConfig, model_name: str, items: dict, tags: dict,
                     say: Callable[[str], None]) -> ModelScores:
     from workbench.instruct.zero_shot import score_task
     from workbench.tracking import RunTracker
@@ -334,7 +334,7 @@ def _evaluate_model(label: str, model, tokenizer, cfg: EvalConfig, model_name: s
         return ModelScores(label, model_name, tracker.run_id, scores)
 
 
-def evaluate_zero_shot(cfg: EvalConfig, backbone=None, log: Callable[[str], None] | None = None) -> EvalResult:
+def evaluate_zero_shot(cfg: ZeroShotConfig, backbone=None, log: Callable[[str], None] | None = None) -> EvalResult:
     """Zero-shot accuracy of a model (`cfg.model`), or of a tuned run and its base model (`cfg.run`), one MLflow
     run per model evaluated; the tuned one is linked to its tuning run (tag `tune_run_id`). `backbone`: the base
     model already loaded (its weights change when the tuned method is put on it)."""
@@ -437,7 +437,7 @@ def flan(cfg: FlanConfig, backbone=None, log: Callable[[str], None] | None = Non
                                 holdout=",".join(holdout), seed=cfg.seed, options=dict(cfg.options), train=cfg.train,
                                 tracking=cfg.tracking),
                      backbone=None if backbone is None else copy.deepcopy(backbone), log=log)
-        evaluation = evaluate_zero_shot(EvalConfig(run=tuned.run_id, tasks=",".join(eval_tasks), limit=cfg.limit,
+        evaluation = evaluate_zero_shot(ZeroShotConfig(run=tuned.run_id, tasks=",".join(eval_tasks), limit=cfg.limit,
                                                    experiment=experiment, tracking_uri=cfg.tracking.uri,
                                                    progress=cfg.tracking.progress),
                                         backbone=backbone, log=log)
