@@ -338,6 +338,8 @@ def test_held_out_task_in_the_data_is_refused(mix0, tiny_long, tmp_path, no_trai
     from workbench.recipes.instruct import check_holdout
 
     check_holdout(read_tuning_data(mix0), ("rte",))  # rte is not in it: no error
+    with pytest.raises(ConfigError, match="'rtee' is neither a task nor a cluster"):  # a typo checks nothing
+        check_holdout(read_tuning_data(mix0), ("rtee",))
 
 
 # ---- 4. held-out templates -------------------------------------------------------------------------------------

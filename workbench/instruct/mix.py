@@ -356,7 +356,7 @@ def _write(mixture: Mixture, out: Path) -> Path:
 def format_summary(mixture: Mixture) -> str:
     s = mixture.summary
     lines = [f"mixture: {s['total']:,} examples" + (f" -> {mixture.out_dir}" if mixture.out_dir else "")]
-    lines.append(f"{'task':<12} {'count':>7}  per template (0..9)")
+    lines.append(f"{'task':<12} {'count':>7}  per template used")
     for task, n in s["tasks"].items():
         per = " ".join(str(v) for v in s["templates"][task].values())
         lines.append(f"{task:<12} {n:>7}  {per}")

@@ -99,6 +99,13 @@ def check_holdout(data, holdout: tuple[str, ...]) -> None:
 
     if not holdout:
         return
+    from workbench.instruct.mix import ALL_TASKS
+
+    known = set(ALL_TASKS) | set(CLUSTERS) | {r.task for r in data.records if r.task}
+    unknown = [name for name in holdout if name not in known]
+    if unknown:  # a typo would otherwise check nothing
+        raise ConfigError(f"tune.holdout: {unknown[0]!r} is neither a task nor a cluster; expected one of "
+                          f"{', '.join(sorted(known))}", field="tune.holdout")
     banned = {t for name in holdout for t in CLUSTERS.get(name, (name,))}
     for r in data.records:
         task = (r.task or "").removesuffix("_cot")
