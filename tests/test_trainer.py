@@ -76,3 +76,46 @@ def test_cuda_switches_without_a_gpu(tiny_mlm):
     assert not _autocast(torch.device("cpu"))._enabled
     cuda_autocast = _autocast(torch.device("cuda"))
     assert cuda_autocast.fast_dtype == torch.bfloat16
+
+
+def test_the_step_loop_reads_losses_only_at_log_points(tiny_mlm, monkeypatch):
+    """No host synchronisation per step: a step's loss stays on the device until a log point (steps 1 and 2, each
+    evaluation, the end), when the pending ones are read in one transfer; every step is still logged, in order."""
+    import copy
+    import sys
+
+    bb = copy.deepcopy(tiny_mlm)
+    model, data = _toy(bb)
+    reads = {"item": 0, "tolist": 0}
+    item, tolist = torch.Tensor.item, torch.Tensor.tolist
+
+    def counting(name, real):  # reads made by the trainer's own code (torch's CPU optimizer reads its step count)
+        def read(self, *a, **k):
+            if sys._getframe(1).f_code.co_filename.endswith("trainer.py"):
+                reads[name] += 1
+            return real(self, *a, **k)
+        return read
+
+    monkeypatch.setattr(torch.Tensor, "item", counting("item", item))
+    monkeypatch.setattr(torch.Tensor, "tolist", counting("tolist", tolist))
+    logged = []
+    result = train(model, data, [], bb.tokenizer.pad_token_id,
+                   TrainerConfig(max_steps=12, lr=1e-3, batch_size=4, eval_every=100, progress=False),
+                   on_log=lambda step, record: logged.append((step, record["train/loss"])))
+    assert reads == {"item": 0, "tolist": 3}  # steps 1, 2 and 12; never once per step
+    assert [s for s, _ in logged] == list(range(1, 13)) == [h["step"] for h in result.history]
+    assert all(isinstance(v, float) and v > 0 for _, v in logged)
+
+
+def test_a_diverged_loss_is_still_reported_with_its_step(tiny_mlm):
+    import copy
+
+    import pytest
+
+    bb = copy.deepcopy(tiny_mlm)
+    model, data = _toy(bb)
+    with torch.no_grad():
+        model.head.class_matrix.fill_(float("nan"))
+    with pytest.raises(FloatingPointError, match="diverged at step 1"):
+        train(model, data, [], bb.tokenizer.pad_token_id,
+              TrainerConfig(max_steps=5, lr=1e-3, batch_size=4, eval_every=100, progress=False))

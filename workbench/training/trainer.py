@@ -89,7 +89,11 @@ def _autocast(device: torch.device):
 
 
 def _to(batch: dict[str, torch.Tensor], device: torch.device) -> dict[str, torch.Tensor]:
-    return {k: v.to(device, non_blocking=True) for k, v in batch.items()}
+    """The batch on `device`. On CUDA from pinned memory and without waiting: the copy overlaps the work queued
+    before it, and the loop goes on collating the next batch."""
+    if device.type != "cuda":
+        return {k: v.to(device) for k, v in batch.items()}
+    return {k: v.pin_memory().to(device, non_blocking=True) for k, v in batch.items()}
 
 
 def _length_batches(examples: list, batch_size: int,
@@ -304,8 +308,28 @@ def train(model: torch.nn.Module, train_set: list, dev_set: list, pad_id: int, c
     step = done
     # a checkpoint taken as early stopping struck has nothing left to train
     last = done if cfg.patience is not None and evals_since_best >= cfg.patience else cfg.max_steps
+    # Each step's loss stays on the device until a log point (the first two steps, for the time forecast; every
+    # evaluation; a checkpoint; the end): reading it at every step would make the host wait for the device at every
+    # step, and the device then idles while the host prepares the next one.
+    pending: list[tuple[int, torch.Tensor, float, dict]] = []
+
+    def flush() -> None:
+        if not pending:
+            return
+        losses = torch.stack([loss for _, loss, _, _ in pending]).tolist()  # one transfer for all of them
+        for (s, _, lr, evaluated), value in zip(pending, losses):
+            record = {"train/loss": value, "train/lr": lr, **evaluated}
+            history.append({"step": s, **record})
+            if on_log:
+                on_log(s, record)
+            if not math.isfinite(value):
+                raise FloatingPointError(f"training diverged at step {s} (loss {value}); lower the learning rate")
+        pending.clear()
+        bar.set_postfix(loss=f"{losses[-1]:.3f}", dev=f"{sign * best['value']:.3f}" if best["state"] is not None
+                        else "-")
+
     for step in range(done + 1, last + 1):
-        loss_sum = 0.0
+        loss_sum = torch.zeros((), device=device)
         for _ in range(cfg.grad_accum):
             chunk = next(stream)
             loss = objective.loss(model, _to(objective.collate(chunk), device))
@@ -313,42 +337,40 @@ def train(model: torch.nn.Module, train_set: list, dev_set: list, pad_id: int, c
                 loss = (1 - cfg.aux_weight) * loss + cfg.aux_weight * aux_loss()
             loss = loss / cfg.grad_accum
             loss.backward()
-            loss_sum += loss.item()
+            loss_sum += loss.detach()
             seen += len(chunk)
         if cfg.max_grad_norm:
             torch.nn.utils.clip_grad_norm_(list(trainable.values()), cfg.max_grad_norm)
         optimizer.step()
         scheduler.step()
         optimizer.zero_grad(set_to_none=True)
-        record = {"train/loss": loss_sum, "train/lr": scheduler.get_last_lr()[0]}
+        evaluated = {}
         if dev_set and (step % cfg.eval_every == 0 or step == cfg.max_steps):
             t0 = time.perf_counter()
             value = objective.evaluate(model, dev_set)
             took = time.perf_counter() - t0
             eval_seconds += took
-            record[objective.metric] = value
-            record["eval/examples_per_s"] = len(dev_set) / max(took, 1e-9)
+            evaluated = {objective.metric: value, "eval/examples_per_s": len(dev_set) / max(took, 1e-9)}
             if sign * value > best["value"]:
                 best.update(step=step, value=sign * value, state={n: p.detach().clone() for n, p in trainable.items()})
                 evals_since_best = 0
             else:
                 evals_since_best += 1
-        history.append({"step": step, **record})
-        if on_log:
-            on_log(step, record)
+        pending.append((step, loss_sum, scheduler.get_last_lr()[0], evaluated))
         bar.update(1)
-        bar.set_postfix(loss=f"{loss_sum:.3f}", dev=f"{sign * best['value']:.3f}" if best["state"] is not None else "-")
-        if not math.isfinite(loss_sum):
-            raise FloatingPointError(f"training diverged at step {step} (loss {loss_sum}); lower the learning rate")
         stop = cfg.patience is not None and evals_since_best >= cfg.patience
-        if on_checkpoint is not None and cfg.checkpoint_every and (step % cfg.checkpoint_every == 0 or stop
-                                                                    or step == cfg.max_steps):
+        checkpoint = on_checkpoint is not None and cfg.checkpoint_every and (
+            step % cfg.checkpoint_every == 0 or stop or step == cfg.max_steps)
+        if step <= done + 2 or evaluated or checkpoint or stop or step == last:
+            flush()
+        if checkpoint:
             on_checkpoint({"step": step, "params": {n: p.detach().cpu().clone() for n, p in trainable.items()},
                            "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
                            "best": best, "history": history, "evals_since_best": evals_since_best,
                            "torch_rng": torch.get_rng_state()})
         if stop:
             break
+    flush()
     bar.close()
     seconds = time.perf_counter() - start - eval_seconds
     if best["state"] is not None:
