@@ -66,8 +66,12 @@ def cmd_train(args: argparse.Namespace) -> None:
 
     from tqdm.auto import tqdm
 
+    from workbench.training.distributed import is_main
+
     # tqdm.write: a line said while a progress bar is drawn goes above the bar, not onto its end
-    result = train(run_config(args), log=lambda s: tqdm.write(s, file=sys.stderr))
+    result = train(run_config(args), log=lambda s: tqdm.write(s, file=sys.stderr) if is_main() else None)
+    if not is_main():  # under torchrun the first process reports the job
+        return
     test = result.test_metrics
     if result.config.shots:
         kept = f", best at step {result.best_step} of {result.steps} (its weights kept)" if result.steps else ""

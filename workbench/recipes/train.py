@@ -243,13 +243,13 @@ def run_tags(cfg: RunConfig, task: TaskSpec, split: FewShotSplit, scope: EvalSco
 
 def trainer_config(cfg: RunConfig):
     """The trainer's settings from the run config's `train` section (method defaults filled in)."""
-    from workbench.training import TrainerConfig
+    from workbench.training import TrainerConfig, distributed
 
     t = cfg.train
     return TrainerConfig(max_steps=t.max_steps, lr=effective_lr(cfg), batch_size=effective_batch_size(cfg),
                          grad_accum=t.grad_accum, warmup_ratio=t.warmup_ratio, weight_decay=t.weight_decay,
                          eval_every=t.eval_every, patience=t.patience, eval_batch_size=cfg.eval.batch_size,
-                         seed=cfg.seed, progress=cfg.tracking.progress)
+                         seed=cfg.seed, progress=cfg.tracking.progress and distributed.is_main())
 
 
 @dataclass
@@ -302,7 +302,8 @@ def train(cfg: RunConfig, backbone=None, on_eval: Callable[[int, float], None] |
     as it starts and, after the first step, how long it should take.
     """
     from workbench.adaptation.artifacts import ARTIFACT_DIR, save_trained
-    from workbench.tracking import RunTracker, check_tracking_uri
+    from workbench.tracking import check_tracking_uri
+    from workbench.tracking.runs import job_tracker
     from workbench.training.trainer import peak_memory_mb
 
     method = method_for_options(cfg.method)
@@ -321,8 +322,9 @@ def train(cfg: RunConfig, backbone=None, on_eval: Callable[[int, float], None] |
     tags = run_tags(cfg, task, split, scope, digest, p.ref.identity)
     forecast = Forecast(cfg, p)
     say(forecast.plan())
-    with RunTracker(cfg.tracking.experiment or task.name, run_name(cfg, task, scope, digest), uri,
-                    tags=tags) as tracker:
+    # under torchrun, one run written by the first process
+    with job_tracker(cfg.tracking.experiment or task.name, run_name(cfg, task, scope, digest), uri,
+                     tags=tags) as tracker:
         if on_start is not None:
             on_start(tracker.run_id)
         tracker.log_config(resolved)

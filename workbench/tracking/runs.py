@@ -183,6 +183,32 @@ def download_artifact(run_id: str, artifact_path: str, uri: str | None, into: Pa
             os.environ[PROGRESS_BAR_ENV] = bar
 
 
+class NullTracker:
+    """Stands in for a RunTracker in the processes of a distributed job other than the first: the job is one run,
+    written by rank 0; here every logging call does nothing and there is no run id."""
+
+    run_id = None
+
+    def __init__(self, *args, **kwargs):
+        pass
+
+    def __enter__(self) -> NullTracker:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        return None
+
+    def __getattr__(self, name: str):
+        return lambda *args, **kwargs: None
+
+
+def job_tracker(*args, **kwargs):
+    """A RunTracker, or in a distributed job's processes other than the first, a NullTracker."""
+    from workbench.training.distributed import is_main
+
+    return RunTracker(*args, **kwargs) if is_main() else NullTracker()
+
+
 class RunTracker:
     """Context manager for one MLflow run.
 

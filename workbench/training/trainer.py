@@ -25,6 +25,7 @@ import torch.nn.functional as F
 from tqdm.auto import tqdm
 
 from workbench.prompts.encoding import EncodedExample, collate
+from workbench.training import distributed
 from workbench.training.classifier import PromptClassifier
 
 
@@ -74,7 +75,10 @@ def _grouped_by_length(chunks: list[list[int]], lengths: list[int], rng: random.
 
 
 def pick_device() -> torch.device:
-    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    """The GPU when there is one (this process's own under `torchrun`), else the CPU."""
+    from workbench.training import distributed
+
+    return distributed.device()
 
 
 def peak_memory_mb(device: torch.device) -> float:
@@ -264,6 +268,7 @@ def train(model: torch.nn.Module, train_set: list, dev_set: list, pad_id: int, c
     if not model.trainable_parameters():
         raise ValueError("the method left no parameter trainable")
     objective = objective or Classification(pad_id, cfg.temperature, cfg.eval_batch_size)
+    distributed.setup()  # under torchrun: join the process group; each step then averages gradients across it
     sign = 1.0 if objective.higher_is_better else -1.0  # the kept state maximises sign * metric
     torch.manual_seed(cfg.seed)
     rng = random.Random(cfg.seed)
@@ -331,14 +336,15 @@ def train(model: torch.nn.Module, train_set: list, dev_set: list, pad_id: int, c
     for step in range(done + 1, last + 1):
         loss_sum = torch.zeros((), device=device)
         for _ in range(cfg.grad_accum):
-            chunk = next(stream)
+            chunk = distributed.share(next(stream), cfg.batch_size)  # every process drew the same batch
             loss = objective.loss(model, _to(objective.collate(chunk), device))
             if aux_loss is not None and cfg.aux_weight:
                 loss = (1 - cfg.aux_weight) * loss + cfg.aux_weight * aux_loss()
             loss = loss / cfg.grad_accum
             loss.backward()
             loss_sum += loss.detach()
-            seen += len(chunk)
+            seen += len(chunk) * distributed.world_size()
+        distributed.average_gradients(list(trainable.values()))
         if cfg.max_grad_norm:
             torch.nn.utils.clip_grad_norm_(list(trainable.values()), cfg.max_grad_norm)
         optimizer.step()
