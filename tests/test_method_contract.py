@@ -117,3 +117,31 @@ def test_builds_and_trains_three_steps(request, fixture, name):
         assert model.count_parameters()[0] == 0
     scores = predict(model, data, pad)
     assert scores.shape == (len(data), 2) and torch.isfinite(torch.from_numpy(scores)).all()
+
+
+@pytest.mark.parametrize("name", METHODS)
+@pytest.mark.parametrize("fixture", ["tiny_mlm", "tiny_causal"])
+def test_trains_with_frozen_weights_held_in_bf16(request, fixture, name, monkeypatch):
+    """The CUDA precision path, run on CPU: frozen weights cast to bf16 once, bf16 autocast on. Every method still
+    trains (no dtype clash between its fp32 trainable parts and the bf16 body) and scores finite numbers."""
+    from workbench.training import trainer
+
+    method = get_method(name)
+    if not method.trains:
+        pytest.skip("evaluated as built")
+    bb = request.getfixturevalue(fixture)
+    _, model, data = build_method(bb, name, **({"include_norms": True} if name == "bitfit" else {}))
+    cpu_bf16 = lambda device: torch.autocast(device_type="cpu", dtype=torch.bfloat16)  # noqa: E731
+    monkeypatch.setattr(trainer, "_autocast", cpu_bf16)
+    frozen = [p for p in model.parameters() if not p.requires_grad]
+    assert trainer.hold_frozen_in_bf16(model) == len({id(p) for p in frozen})
+    assert all(p.dtype == torch.bfloat16 for p in frozen)
+    before = {n: p.detach().clone() for n, p in model.named_parameters() if p.requires_grad}
+    losses = []
+    train(model, data, [], bb.tokenizer.pad_token_id,
+          TrainerConfig(max_steps=2, lr=1e-2, batch_size=4, eval_every=100, progress=False),
+          on_log=lambda step, m: losses.append(m["train/loss"]))
+    assert all(math.isfinite(v) for v in losses)
+    assert all(p.dtype == torch.float32 for p in model.parameters() if p.requires_grad)  # fp32 master weights
+    assert any(not torch.equal(p, before[n]) for n, p in model.named_parameters() if p.requires_grad)
+    assert torch.isfinite(torch.from_numpy(predict(model, data, bb.tokenizer.pad_token_id))).all()

@@ -73,11 +73,13 @@ class SlotPromptEncoder(nn.Module):
             if encoder in ("lstm", "mlp") else None
 
     def prompts(self) -> torch.Tensor:
-        x = self.embedding.unsqueeze(0)
-        if self.lstm is not None:
-            x = self.lstm(x)[0]
-        if self.mlp is not None:
-            x = self.mlp(x)
+        # A few small matrices: run in fp32 whatever autocast says (not every LSTM kernel takes bf16)
+        with torch.autocast(device_type=self.embedding.device.type, enabled=False):
+            x = self.embedding.unsqueeze(0)
+            if self.lstm is not None:
+                x = self.lstm(x)[0]
+            if self.mlp is not None:
+                x = self.mlp(x)
         return x[0]
 
     def forward(self, embeds: torch.Tensor, batch: dict) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
