@@ -21,7 +21,7 @@ RUN_FLAGS = {
     "--max-seq-length": "prompt.max_seq_length",
     "--max-steps": "train.max_steps", "--lr": "train.lr", "--batch-size": "train.batch_size",
     "--grad-accum": "train.grad_accum", "--warmup-ratio": "train.warmup_ratio", "--weight-decay": "train.weight_decay",
-    "--eval-every": "train.eval_every", "--patience": "train.patience",
+    "--eval-every": "train.eval_every", "--patience": "train.patience", "--compile": "train.compile",
     "--eval-split": "eval.split", "--eval-limit": "eval.limit", "--eval-batch-size": "eval.batch_size",
     "--save": "tracking.save", "--tracking-uri": "tracking.uri", "--experiment": "tracking.experiment",
 }

@@ -7,7 +7,7 @@ import argparse
 import sys
 
 TRAIN_FLAGS = ("--max-steps", "--lr", "--batch-size", "--grad-accum", "--warmup-ratio", "--weight-decay",
-               "--eval-every", "--patience", "--save", "--tracking-uri", "--experiment", "--no-progress")
+               "--eval-every", "--patience", "--compile", "--save", "--tracking-uri", "--experiment", "--no-progress")
 
 
 def register(sub) -> None:

@@ -60,6 +60,9 @@ class TrainConfig(Section):
     eval_every: int = option(10, role="budget", min=1, help="evaluate on the few-shot dev split every N steps")
     patience: int | None = option(None, role="budget", min=1,
                                   help="evaluations without improvement before stopping; null: never stop early")
+    compile: str = option("auto", role="neutral", choices=("auto", "off", "max"),
+                          help="torch.compile the training and evaluation steps over length buckets (CUDA graphs on "
+                               "CUDA); auto: on CUDA for runs long enough to repay compiling, max: always, off: never")
 
 
 @dataclass

@@ -199,8 +199,14 @@ def _plain_template(num_fields: int) -> Template:
     return Template(tuple(segs), "<plain input>", "")
 
 
-def collate(batch: list[EncodedExample], pad_id: int) -> dict[str, torch.Tensor]:
-    width = max(len(e.input_ids) for e in batch)
+def padded_width(longest: int, multiple: int) -> int:
+    """`longest` rounded up to a multiple of `multiple`: compiled steps see few distinct shapes (length buckets)."""
+    return -(-longest // multiple) * multiple
+
+
+def collate(batch: list[EncodedExample], pad_id: int, multiple: int = 1) -> dict[str, torch.Tensor]:
+    """Right-padded tensors, as wide as the longest example rounded up to `multiple`."""
+    width = padded_width(max(len(e.input_ids) for e in batch), multiple)
     n_soft = max((len(e.soft_slots) for e in batch), default=0)
     ids = torch.full((len(batch), width), pad_id, dtype=torch.long)
     mask = torch.zeros((len(batch), width), dtype=torch.long)

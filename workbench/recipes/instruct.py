@@ -174,7 +174,8 @@ def tune(cfg: TuneConfig, backbone=None, log: Callable[[str], None] | None = Non
     lr = t.lr if t.lr is not None else method.default_lr
     tcfg = TrainerConfig(max_steps=t.max_steps, lr=lr, batch_size=batch_size, grad_accum=t.grad_accum,
                          warmup_ratio=t.warmup_ratio, weight_decay=t.weight_decay, eval_every=t.eval_every,
-                         patience=t.patience, seed=cfg.seed, progress=cfg.tracking.progress, group_by_length=True)
+                         patience=t.patience, seed=cfg.seed, progress=cfg.tracking.progress, group_by_length=True,
+                         compile=t.compile)
     resolved = {"tune": {**{k: v for k, v in to_dict_section(cfg).items()}, "method": method.name,
                          "max_length_effective": max_length},
                 "method": {"name": method.name, **to_dict_section(opts)},
@@ -203,6 +204,7 @@ def tune(cfg: TuneConfig, backbone=None, log: Callable[[str], None] | None = Non
         tokens_per_s = fit.examples_per_s * tokens
         tracker.log_metrics({"train/seconds": fit.seconds, "train/examples_per_s": fit.examples_per_s,
                              "train/tokens_per_s": tokens_per_s, "best_step": fit.best_step,
+                             "train/compiled_graphs": fit.compiled_graphs,
                              "eval/best_loss": fit.best_dev, "peak_mem_mb": peak_memory_mb(device)}, fit.steps)
         tracker.set_tags({"kept_step": f"{fit.best_step} of {fit.steps}"})
         if cfg.tracking.save != "never":  # evaluation rebuilds the tuned model from it, whatever its size

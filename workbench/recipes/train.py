@@ -249,7 +249,7 @@ def trainer_config(cfg: RunConfig):
     return TrainerConfig(max_steps=t.max_steps, lr=effective_lr(cfg), batch_size=effective_batch_size(cfg),
                          grad_accum=t.grad_accum, warmup_ratio=t.warmup_ratio, weight_decay=t.weight_decay,
                          eval_every=t.eval_every, patience=t.patience, eval_batch_size=cfg.eval.batch_size,
-                         seed=cfg.seed, progress=cfg.tracking.progress and distributed.is_main())
+                         seed=cfg.seed, progress=cfg.tracking.progress and distributed.is_main(), compile=t.compile)
 
 
 @dataclass
@@ -348,6 +348,7 @@ def train(cfg: RunConfig, backbone=None, on_eval: Callable[[int, float], None] |
             # The dev score of the kept state has a name of its own: logging it as another `eval/accuracy` point
             # at the last step would make the curve jump there.
             final = {"train/seconds": out.fit.seconds, "train/examples_per_s": out.fit.examples_per_s,
+                     "train/compiled_graphs": out.fit.compiled_graphs,
                      "best_step": best_step, "eval/best_accuracy": out.dev_accuracy}
             tracker.set_tags({"kept_step": f"{best_step} of {final_step}"})
             if _should_save(cfg.tracking.save, trainable / total):

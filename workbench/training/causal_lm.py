@@ -35,9 +35,12 @@ class EncodedLM:
         return sum(1 for t in self.labels if t != IGNORE)
 
 
-def collate_lm(batch: list[EncodedLM], pad_id: int) -> dict[str, torch.Tensor]:
-    """Right-padded ids, the attention mask, and labels with IGNORE on the padding."""
-    width = max(len(e.input_ids) for e in batch)
+def collate_lm(batch: list[EncodedLM], pad_id: int, multiple: int = 1) -> dict[str, torch.Tensor]:
+    """Right-padded ids, the attention mask, and labels with IGNORE on the padding; as wide as the longest example
+    rounded up to `multiple`."""
+    from workbench.prompts.encoding import padded_width
+
+    width = padded_width(max(len(e.input_ids) for e in batch), multiple)
     ids = torch.full((len(batch), width), pad_id, dtype=torch.long)
     labels = torch.full((len(batch), width), IGNORE, dtype=torch.long)
     mask = torch.zeros((len(batch), width), dtype=torch.long)
