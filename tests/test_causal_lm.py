@@ -194,3 +194,19 @@ def test_length_grouped_batches_keep_every_example():
     spread = sum(max(lengths[i] for i in c) - min(lengths[i] for i in c) for c in out)
     unsorted = sum(max(lengths[i] for i in c) - min(lengths[i] for i in c) for c in chunks)
     assert spread < unsorted / 2
+
+
+def test_without_a_gpu_the_fused_kernels_stand_aside(tiny_causal):
+    """Liger is CUDA-only: here nothing is patched and the chunked loss runs; the loss still reads the soft prompt
+    (a fused loss that ran the model from token ids would not)."""
+    from workbench.training.kernels import apply_fused_kernels, fused_linear_cross_entropy, liger_available
+
+    assert not liger_available() and not apply_fused_kernels(tiny_causal.model)
+    assert fused_linear_cross_entropy(torch.randn(3, 4), torch.randn(5, 4), torch.zeros(3, dtype=torch.long), None,
+                                      None) is None
+    model = build(tiny_causal, "prompt-tuning", num_virtual_tokens=4).eval()
+    batch = collate_lm(records(tiny_causal.tokenizer), tiny_causal.tokenizer.pad_token_id)
+    before = model(batch).item()
+    with torch.no_grad():
+        model.input_transform.prompt.mul_(-3.0)
+    assert abs(model(batch).item() - before) > 1e-4

@@ -124,9 +124,15 @@ class InstructionModel(AdaptedModel):
         return decoder.weight, getattr(decoder, "bias", None)
 
     def forward(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+        from workbench.training.kernels import fused_linear_cross_entropy
+
+        # The hidden states come from the model's own forward, with the method's inputs: a fused loss that took the
+        # token ids and ran the model itself would silently leave a soft prompt out.
         hidden, targets, _ = self._labelled_hidden(batch)
         weight, bias = self._output_layer()
-        return linear_cross_entropy(hidden, weight, targets, bias, _softcap(self.model), self.chunk)
+        softcap = _softcap(self.model)
+        fused = fused_linear_cross_entropy(hidden, weight, targets, bias, softcap)  # Liger on CUDA, when installed
+        return fused if fused is not None else linear_cross_entropy(hidden, weight, targets, bias, softcap, self.chunk)
 
     @torch.no_grad()
     def sequence_logprobs(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:

@@ -376,7 +376,10 @@ def train(model: torch.nn.Module, train_set: list, dev_set: list, pad_id: int, c
         for _ in range(done * cfg.grad_accum):  # the batch order is the seeded shuffle's: replay it to this step
             next(stream)
     if device.type == "cuda":
+        from workbench.training.kernels import apply_fused_kernels
+
         hold_frozen_in_bf16(model)
+        apply_fused_kernels(model.model)  # Liger's kernels when installed; the eager path otherwise
     # Compiled steps: the body compiled, batches padded to length buckets (a few shapes, a few compilations); the
     # dev evaluations run through it too.
     compiling = compile_plan(cfg.compile, device, cfg.max_steps * cfg.grad_accum)
