@@ -444,7 +444,8 @@ def train(model: torch.nn.Module, train_set: list, dev_set: list, pad_id: int, c
                 eval_seconds += took
                 evaluated = {objective.metric: value, "eval/examples_per_s": len(dev_set) / max(took, 1e-9)}
                 if sign * value > best["value"]:
-                    best.update(step=step, value=sign * value, state={n: p.detach().clone() for n, p in trainable.items()})
+                    best.update(step=step, value=sign * value,
+                                state={n: p.detach().clone() for n, p in trainable.items()})
                     evals_since_best = 0
                 else:
                     evals_since_best += 1
