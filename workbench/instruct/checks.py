@@ -173,3 +173,36 @@ def model_name(flag: str, name) -> str:
     if path.exists() and not path.is_dir():
         raise ConfigError(f"{flag} {name}: is a file; expected {expected}")
     return name
+
+
+def json_lines(path: Path, what: str = "JSON-lines file"):
+    """(where, value) for each non-blank line of a JSON-lines file, `where` being "FILE: line N"; a line that is not
+    JSON is an error naming the file and line."""
+    import json
+
+    for no, text in read_text_lines(path, what):
+        if not text.strip():
+            continue
+        where = f"{path}: line {no}"
+        try:
+            yield where, json.loads(text)
+        except json.JSONDecodeError as e:
+            raise ConfigError(f"{where}: not valid JSON ({e.msg})") from None
+
+
+def json_array(path: Path, what: str = "data file") -> list[dict]:
+    """The records of a file holding one JSON array of objects; anything else is an error naming the file and line
+    or record."""
+    import json
+
+    text = "\n".join(line for _, line in read_text_lines(path, what))
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError as e:
+        raise ConfigError(f"{path}: line {e.lineno}: not JSON ({e.msg})") from None
+    if not isinstance(data, list):
+        raise ConfigError(f"{path}: expected a JSON array of records")
+    for k, r in enumerate(data):
+        if not isinstance(r, dict):
+            raise ConfigError(f"{path}: record {k}: expected a JSON object, got {type(r).__name__}")
+    return data

@@ -5,12 +5,11 @@ Alpaca layout). One reader for every job that takes such records, so a record is
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from pathlib import Path
 
 from workbench.errors import ConfigError
-from workbench.instruct.checks import read_text_lines
+from workbench.instruct.checks import json_lines
 
 
 @dataclass(frozen=True)
@@ -33,14 +32,7 @@ def read_instruction_records(path: str | Path, flag: str = "--records") -> list[
         raise ConfigError(f"{flag} {path}: no such file" if not path.exists() else f"{flag} {path}: is a folder; "
                           f"expected a JSON-lines file")
     records: list[InstructionRecord] = []
-    for no, text in read_text_lines(path, "JSON-lines file"):
-        if not text.strip():
-            continue
-        where = f"{path}: line {no}"
-        try:
-            raw = json.loads(text)
-        except json.JSONDecodeError as e:
-            raise ConfigError(f"{where}: not valid JSON ({e.msg})") from None
+    for where, raw in json_lines(path):
         if not isinstance(raw, dict):
             raise ConfigError(f"{where}: expected a JSON object with 'instruction' and 'output' (or 'instances')")
         instruction = raw.get("instruction")

@@ -16,7 +16,7 @@ from pathlib import Path
 from workbench.data import get_task
 from workbench.data.registry import DATA_DIR_ENV
 from workbench.errors import ConfigError, WorkbenchError
-from workbench.instruct.checks import read_text_lines
+from workbench.instruct.checks import json_array, read_text_lines
 
 CLASSIFICATION = ("sst2", "sst5", "trec", "rte")
 ARITHMETIC = ("gsm8k", "multiarith", "svamp")
@@ -161,14 +161,4 @@ def _lines(path: Path):
 
 def _json_array(path: Path) -> list[dict]:
     _check_exists(path)
-    text = "\n".join(line for _, line in read_text_lines(path, "data file"))
-    try:
-        data = json.loads(text)
-    except json.JSONDecodeError as e:
-        raise ConfigError(f"{path}: line {e.lineno}: not JSON ({e.msg})") from None
-    if not isinstance(data, list):
-        raise ConfigError(f"{path}: expected a JSON array of records")
-    for k, r in enumerate(data):
-        if not isinstance(r, dict):
-            raise ConfigError(f"{path}: record {k}: expected a JSON object, got {type(r).__name__}")
-    return data
+    return json_array(path)

@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from workbench.errors import ConfigError
-from workbench.instruct.checks import read_text_lines
+from workbench.instruct.checks import json_array, json_lines, read_text_lines
 from workbench.instruct.records import read_instruction_records
 from workbench.training.causal_lm import EncodedLM
 from workbench.training.linear_ce import IGNORE
@@ -114,16 +114,7 @@ def _summary(folder: Path) -> dict:
 
 
 def _mixture_jsonl(path: Path, flag: str) -> TuningData:
-    records = []
-    for no, text in read_text_lines(path, "JSON-lines file"):
-        if not text.strip():
-            continue
-        where = f"{path}: line {no}"
-        try:
-            raw = json.loads(text)
-        except json.JSONDecodeError as e:
-            raise ConfigError(f"{where}: not valid JSON ({e.msg})") from None
-        records.append(_mixture_record(raw, where))
+    records = [_mixture_record(raw, where) for where, raw in json_lines(path)]
     if not records:
         raise ConfigError(f"{flag} {path}: no records (an empty file)")
     return TuningData(records, str(path), "mixture", _summary(path.parent))
@@ -146,13 +137,7 @@ def _alpaca_record(raw, where: str) -> TuningRecord:
 
 
 def _json_array(path: Path, flag: str) -> TuningData:
-    text = "\n".join(line for _, line in read_text_lines(path, "JSON file"))
-    try:
-        raw = json.loads(text)
-    except json.JSONDecodeError as e:
-        raise ConfigError(f"{path}: line {e.lineno}: not JSON ({e.msg})") from None
-    if not isinstance(raw, list):
-        raise ConfigError(f"{path}: expected a JSON array of {{instruction, input, output}} records (Alpaca's layout)")
+    raw = json_array(path, "JSON file")  # Alpaca's layout: one array of {instruction, input, output}
     if not raw:
         raise ConfigError(f"{flag} {path}: no records (an empty array)")
     return TuningData([_alpaca_record(r, f"{path}: record {k}") for k, r in enumerate(raw)], str(path), "records")

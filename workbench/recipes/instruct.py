@@ -229,7 +229,7 @@ def to_dict_section(obj) -> dict:
 class ZeroShotConfig(Section):
     section: ClassVar[str] = "zeroshot"
     run: str = option("", role="study", help="an `instruct tune` run id: its tuned model is evaluated (and the base "
-                                             "model beside it, unless --no-base)")
+                                             "model beside it, unless --base false)")
     model: str = option("", role="study", help="a model to evaluate as it is (alias, folder or id), without --run")
     tasks: str = option("rte", role="study", help="comma-separated tasks: sst2, sst5, trec, rte (rank "
                                                   "classification), gsm8k, multiarith, svamp (exact match)")
