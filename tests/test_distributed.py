@@ -109,9 +109,12 @@ def test_torchrun_trains_like_one_process_and_leaves_one_run(tmp_path):
     """SST-2, 16 shots, prompt tuning on SmolLM2: two gloo processes and one process at the same global batch reach
     the same dev accuracy (within one example of the 32) and the same test accuracy; one MLflow run each."""
     torchrun = Path(sys.executable).with_name("torchrun")
+    # lr 3e-3 rather than prompt tuning's 3e-2: the two runs differ by float rounding only (half batches padded to
+    # their own length, a mean of two means), and Adam turns a rounding difference in a near-zero gradient into a
+    # full-size step of either sign; at 3e-2 that moved 2 of the 32 dev answers, at 3e-3 it stays below one.
     common = ["train", "--method", "prompt-tuning", "--task", "sst2", "--shots", "16", "--seed", "13",
-              "--max-steps", "12", "--eval-every", "6", "--batch-size", "8", "--eval-split", "dev", "--eval-limit",
-              "64", "--no-progress"]
+              "--max-steps", "12", "--eval-every", "6", "--batch-size", "8", "--lr", "3e-3", "--eval-split", "dev",
+              "--eval-limit", "64", "--no-progress"]
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     results = {}
     for name, launch in (("one", [sys.executable, "-m", "workbench"]),
@@ -126,5 +129,6 @@ def test_torchrun_trains_like_one_process_and_leaves_one_run(tmp_path):
         results[name] = runs[0].data.metrics
         assert out.stdout.count("MLflow run id:") == 1  # one report, from the first process
     one, two = results["one"], results["two"]
-    assert abs(one["eval/best_accuracy"] - two["eval/best_accuracy"]) <= 1 / 32 + 1e-9
+    assert abs(one["train/loss"] - two["train/loss"]) < 1e-3, (one, two)  # the last step's loss
+    assert abs(one["eval/best_accuracy"] - two["eval/best_accuracy"]) <= 1 / 32 + 1e-9, (one, two)
     assert abs(one["test/accuracy"] - two["test/accuracy"]) <= 2 / 64 + 1e-9

@@ -67,6 +67,17 @@ def share(batch: list, batch_size: int) -> list:
     return batch[rank() * part:(rank() + 1) * part]
 
 
+def mean_across(values: torch.Tensor) -> torch.Tensor:
+    """`values` averaged over the processes (each process's losses are those of its share of the batch)."""
+    import torch.distributed as dist
+
+    if not launched():
+        return values
+    values = values.clone()
+    dist.all_reduce(values)
+    return values / world_size()
+
+
 def average_gradients(params: list[torch.nn.Parameter]) -> None:
     """Each gradient replaced by its mean over the processes, in one all-reduce of one flat buffer."""
     import torch.distributed as dist

@@ -407,7 +407,8 @@ def train(model: torch.nn.Module, train_set: list, dev_set: list, pad_id: int, c
         def flush() -> None:
             if not pending:
                 return
-            losses = torch.stack([loss for _, loss, _, _ in pending]).tolist()  # one transfer for all of them
+            # one transfer for all of them; under torchrun, the whole batch's loss (each process has its share's)
+            losses = distributed.mean_across(torch.stack([loss for _, loss, _, _ in pending])).tolist()
             for (s, _, lr, evaluated), value in zip(pending, losses):
                 record = {"train/loss": value, "train/lr": lr, **evaluated}
                 history.append({"step": s, **record})
