@@ -225,15 +225,19 @@ def plain(value: Any) -> Any:
     return value
 
 
+def section_dict(section: Any) -> dict:
+    """A section's declared fields as YAML can hold them."""
+    return {k.name: plain(getattr(section, k.name)) for k in declared_fields(type(section))}
+
+
 def to_dict(cfg: RunConfig) -> dict:
     out: dict[str, Any] = {}
     for f in dataclasses.fields(cfg):
         value = getattr(cfg, f.name)
         if f.name == "method":
-            out["method"] = {"name": cfg.method_name, **{k.name: plain(getattr(value, k.name))
-                                                           for k in declared_fields(type(value))}}
+            out["method"] = {"name": cfg.method_name, **section_dict(value)}
         elif isinstance(value, Section):
-            out[f.name] = {k.name: plain(getattr(value, k.name)) for k in declared_fields(type(value))}
+            out[f.name] = section_dict(value)
         else:
             out[f.name] = plain(value)
     return out

@@ -12,7 +12,6 @@ A task's accuracy is the mean over its templates, as FLAN reports it; each templ
 from __future__ import annotations
 
 import sys
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -22,6 +21,7 @@ from workbench.instruct.templates import default_templates_dir, load_template_se
 from workbench.instruct.tuning_data import end_ids, prompt_ids
 from workbench.training.causal_lm import EncodedLM, InstructionModel, collate_lm
 from workbench.training.linear_ce import IGNORE
+from workbench.training.trainer import length_batches
 
 EVAL_TASKS = CLASSIFICATION + ARITHMETIC
 TRAINED_ON_TEST = ("multiarith", "svamp")  # the mixture reads their only (test) file: none left to evaluate on
@@ -88,12 +88,6 @@ def eval_items(task: str, limit: int | None, trained: dict[str, list[str]] | Non
     return items
 
 
-def _batches(n: int, size: int, length: Callable[[int], int]):
-    order = sorted(range(n), key=length)
-    for s in range(0, n, size):
-        yield order[s:s + size]
-
-
 def rank_classify(model: InstructionModel, tokenizer, items: list[EvalItem], batch_size: int = 16,
                   progress: bool = False) -> list[int]:
     """The index of the option with the highest total log-likelihood after each item's prompt."""
@@ -113,7 +107,7 @@ def rank_classify(model: InstructionModel, tokenizer, items: list[EvalItem], bat
             owner.append((i, k))
     scores = torch.full((len(items), max((len(it.options or ()) for it in items), default=0)), -float("inf"))
     pad = tokenizer.pad_token_id
-    batches = list(_batches(len(sequences), batch_size, lambda j: len(sequences[j].input_ids)))
+    batches = list(length_batches(sequences, batch_size))
     was_training = model.training
     model.eval()
     for idx in tqdm(batches, desc="rank classification", disable=not progress, leave=False, file=sys.stderr):
@@ -131,8 +125,8 @@ def generate_answers(model: InstructionModel, tokenizer, items: list[EvalItem], 
 
     prompts = [prompt_ids(tokenizer, item.prompt) for item in items]
     out: list[str] = [""] * len(items)
-    eos = sorted({*end_ids(tokenizer), tokenizer.eos_token_id} - {None})
-    batches = list(_batches(len(items), batch_size, lambda j: len(prompts[j])))
+    eos = end_ids(tokenizer)
+    batches = list(length_batches(prompts, batch_size, len))
     for idx in tqdm(batches, desc="generation", disable=not progress, leave=False, file=sys.stderr):
         for j, tokens in zip(idx, model.generate([prompts[j] for j in idx], max_new_tokens, eos,
                                                  tokenizer.pad_token_id)):

@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 from workbench.config.fields import Section, option, validate
-from workbench.config.run import DEFAULT_MODEL, TrackingConfig, TrainConfig, method_options
+from workbench.config.run import DEFAULT_MODEL, TrackingConfig, TrainConfig, method_options, section_dict
 from workbench.errors import ConfigError
 
 RUN_KIND, EVAL_KIND, FLAN_KIND = "instruct-tune", "instruct-eval", "instruct-flan"
@@ -131,10 +131,10 @@ def tune(cfg: TuneConfig, backbone=None, log: Callable[[str], None] | None = Non
     from workbench.adaptation.artifacts import ARTIFACT_DIR, save_trained
     from workbench.instruct.tuning_data import encode_records, read_tuning_data
     from workbench.models import load_backbone, load_tokenizer, resolve_model
-    from workbench.recipes.train import _context_length
+    from workbench.recipes.train import _context_length, trainer_settings
     from workbench.tracking import RunTracker, check_tracking_uri
     from workbench.training.causal_lm import InstructionModel
-    from workbench.training.trainer import LanguageModeling, TrainerConfig, peak_memory_mb, pick_device
+    from workbench.training.trainer import LanguageModeling, peak_memory_mb, pick_device
     from workbench.training.trainer import train as train_loop
 
     say = _say(log)
@@ -172,14 +172,11 @@ def tune(cfg: TuneConfig, backbone=None, log: Callable[[str], None] | None = Non
     t = cfg.train
     batch_size = t.batch_size or method.default_batch_size
     lr = t.lr if t.lr is not None else method.default_lr
-    tcfg = TrainerConfig(max_steps=t.max_steps, lr=lr, batch_size=batch_size, grad_accum=t.grad_accum,
-                         warmup_ratio=t.warmup_ratio, weight_decay=t.weight_decay, eval_every=t.eval_every,
-                         patience=t.patience, seed=cfg.seed, progress=cfg.tracking.progress, group_by_length=True,
-                         compile=t.compile)
-    resolved = {"tune": {**{k: v for k, v in to_dict_section(cfg).items()}, "method": method.name,
-                         "max_length_effective": max_length},
-                "method": {"name": method.name, **to_dict_section(opts)},
-                "train": {**to_dict_section(t), "lr": lr, "batch_size": batch_size},
+    tcfg = trainer_settings(t, lr=lr, batch_size=batch_size, seed=cfg.seed, progress=cfg.tracking.progress,
+                            group_by_length=True)
+    resolved = {"tune": {**section_dict(cfg), "method": method.name, "max_length_effective": max_length},
+                "method": {"name": method.name, **section_dict(opts)},
+                "train": {**section_dict(t), "lr": lr, "batch_size": batch_size},
                 "runtime": {"model_kind": backbone.kind.value, "device": device.type,
                             "chat_template": bool(getattr(tokenizer, "chat_template", None))}}
     # every template in the data counts as seen, the dev records' too
@@ -209,18 +206,11 @@ def tune(cfg: TuneConfig, backbone=None, log: Callable[[str], None] | None = Non
         tracker.set_tags({"kept_step": f"{fit.best_step} of {fit.steps}"})
         if cfg.tracking.save != "never":  # evaluation rebuilds the tuned model from it, whatever its size
             with tempfile.TemporaryDirectory() as tmp:
-                save_trained(model, Path(tmp), {**resolved, "tune": {**resolved["tune"], "model": cfg.model}})
+                save_trained(model, Path(tmp), resolved)
                 tracker.log_artifacts(tmp, ARTIFACT_DIR)
         return TuneResult(tracker.run_id, fit.best_dev, fit.steps, fit.best_step, len(train_set), len(dev),
                           len(encoded.too_long), trainable, trainable / total, fit.seconds, tokens_per_s,
                           trained_templates)
-
-
-def to_dict_section(obj) -> dict:
-    from workbench.config.fields import declared_fields
-    from workbench.config.run import plain
-
-    return {f.name: plain(getattr(obj, f.name)) for f in declared_fields(type(obj))}
 
 
 # ---- zero-shot evaluation --------------------------------------------------------------------------------------

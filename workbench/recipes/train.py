@@ -243,13 +243,21 @@ def run_tags(cfg: RunConfig, task: TaskSpec, split: FewShotSplit, scope: EvalSco
 
 def trainer_config(cfg: RunConfig):
     """The trainer's settings from the run config's `train` section (method defaults filled in)."""
-    from workbench.training import TrainerConfig, distributed
+    from workbench.training import distributed
 
-    t = cfg.train
-    return TrainerConfig(max_steps=t.max_steps, lr=effective_lr(cfg), batch_size=effective_batch_size(cfg),
-                         grad_accum=t.grad_accum, warmup_ratio=t.warmup_ratio, weight_decay=t.weight_decay,
-                         eval_every=t.eval_every, patience=t.patience, eval_batch_size=cfg.eval.batch_size,
-                         seed=cfg.seed, progress=cfg.tracking.progress and distributed.is_main(), compile=t.compile)
+    return trainer_settings(cfg.train, lr=effective_lr(cfg), batch_size=effective_batch_size(cfg),
+                            eval_batch_size=cfg.eval.batch_size, seed=cfg.seed,
+                            progress=cfg.tracking.progress and distributed.is_main())
+
+
+def trainer_settings(t, **decided):
+    """The trainer's settings from a `train` section (`TrainConfig`), for any job that trains; `decided`: what the
+    job resolves itself (the rate and batch size with the method's defaults, the seed, progress bars, ...)."""
+    from workbench.training import TrainerConfig
+
+    return TrainerConfig(max_steps=t.max_steps, grad_accum=t.grad_accum, warmup_ratio=t.warmup_ratio,
+                         weight_decay=t.weight_decay, eval_every=t.eval_every, patience=t.patience,
+                         compile=t.compile, **decided)
 
 
 @dataclass

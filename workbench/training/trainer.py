@@ -168,8 +168,8 @@ def _to(batch: dict[str, torch.Tensor], device: torch.device) -> dict[str, torch
     return {k: v.pin_memory().to(device, non_blocking=True) for k, v in batch.items()}
 
 
-def _length_batches(examples: list, batch_size: int,
-                    length: Callable[[Any], int] = lambda e: len(e.input_ids)) -> Iterator[list[int]]:
+def length_batches(examples: list, batch_size: int,
+                   length: Callable[[Any], int] = lambda e: len(e.input_ids)) -> Iterator[list[int]]:
     """Indices in batches of similar length, so padding is per batch and small."""
     order = sorted(range(len(examples)), key=lambda i: length(examples[i]))
     for start in range(0, len(order), batch_size):
@@ -184,7 +184,7 @@ def predict(model: PromptClassifier, examples: list[EncodedExample], pad_id: int
     was_training = model.training
     model.eval()
     out: list[tuple[list[int], torch.Tensor]] = []
-    batches = list(_length_batches(examples, batch_size))
+    batches = list(length_batches(examples, batch_size))
     for idx in tqdm(batches, desc=desc, disable=not progress, leave=False, file=sys.stderr):
         with _autocast(device):
             scores = model(_to(collate([examples[i] for i in idx], pad_id, bucket), device))
@@ -226,8 +226,6 @@ class Objective(Protocol):
 
     def evaluate(self, model: torch.nn.Module, examples: list) -> float: ...
 
-    def length(self, example: Any) -> int: ...
-
 
 @dataclass
 class Classification:
@@ -250,9 +248,6 @@ class Classification:
 
     def evaluate(self, model: PromptClassifier, examples: list[EncodedExample]) -> float:
         return accuracy(predict(model, examples, self.pad_id, self.eval_batch_size, bucket=self.bucket), examples)
-
-    def length(self, example: EncodedExample) -> int:
-        return len(example.input_ids)
 
 
 @dataclass
@@ -281,7 +276,7 @@ class LanguageModeling:
         was_training = model.training
         model.eval()
         total, tokens = 0.0, 0
-        for idx in _length_batches(examples, self.eval_batch_size, self.length):
+        for idx in length_batches(examples, self.eval_batch_size):
             chunk = [examples[i] for i in idx]
             n = sum(e.response_tokens for e in chunk)
             with _autocast(device):
@@ -289,9 +284,6 @@ class LanguageModeling:
             tokens += n
         model.train(was_training)
         return total / max(tokens, 1)
-
-    def length(self, example) -> int:
-        return len(example.input_ids)
 
 
 def _optimizer(model: PromptClassifier, cfg: TrainerConfig, device: torch.device) -> torch.optim.Optimizer:
@@ -364,7 +356,7 @@ def train(model: torch.nn.Module, train_set: list, dev_set: list, pad_id: int, c
             if len(chunks) > 1 and len(chunks[-1]) < cfg.batch_size:
                 chunks.pop()  # drop the ragged tail: every step sees a full batch
             if cfg.group_by_length:
-                chunks = _grouped_by_length(chunks, [objective.length(e) for e in train_set], rng)
+                chunks = _grouped_by_length(chunks, [len(e.input_ids) for e in train_set], rng)
             for chunk in chunks:
                 yield [train_set[i] for i in chunk]
 
