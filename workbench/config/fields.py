@@ -126,6 +126,8 @@ def coerce(value: Any, hint: Any) -> Any:
         if numeric and isinstance(value, int) and float in kinds and int not in kinds:
             return float(value)
         return value
+    if bool in kinds and value.lower() in ("true", "false"):
+        return value.lower() == "true"
     if str in kinds:
         return value
     for t in (int, float):
@@ -134,8 +136,6 @@ def coerce(value: Any, hint: Any) -> Any:
                 return t(value)
             except ValueError:
                 continue
-    if bool in kinds and value.lower() in ("true", "false"):
-        return value.lower() == "true"
     return value
 
 

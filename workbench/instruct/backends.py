@@ -165,11 +165,10 @@ class LocalBackend:
     def _sliding_window_bound(self, longest: int, d: Decoding) -> bool:
         """Whether a sliding-window layer (Gemma 3, Mistral) would see padding inside its window: then only
         questions of equal length share a batch, so no padding is needed at all."""
-        cfg = self.model.config
-        window = getattr(cfg, "sliding_window", None)
-        layers = getattr(cfg, "layer_types", None)
-        sliding = bool(window) and (layers is None or any("sliding" in str(t) for t in layers))
-        return sliding and longest + d.max_tokens > window
+        from workbench.models.backbone import sliding_window
+
+        window = sliding_window(self.model)
+        return window is not None and longest + d.max_tokens > window
 
     def _complete_shared(self, shared: tuple[list[int], list[list[int]]], d: Decoding) -> list[Completion]:
         import copy

@@ -66,6 +66,17 @@ def detect_kind(model: torch.nn.Module) -> ModelKind:
     return ModelKind.ENCODER
 
 
+def sliding_window(model: torch.nn.Module) -> int | None:
+    """The attention window of a model with sliding-window layers (Gemma 2/3, Mistral), else None. Such a layer
+    counts its window over cache positions, padding included: a left-padded row sees fewer real tokens in it than
+    the same prompt alone, so batches that outgrow the window must not be padded."""
+    cfg = getattr(model, "config", None)
+    cfg = getattr(cfg, "text_config", None) or cfg
+    window = getattr(cfg, "sliding_window", None)
+    layers = getattr(cfg, "layer_types", None)
+    return window if window and (layers is None or any("sliding" in str(t) for t in layers)) else None
+
+
 def _kind_from_config(config) -> ModelKind:
     for arch in getattr(config, "architectures", None) or []:
         if arch.endswith("ForMaskedLM") or arch.endswith("ForPreTraining"):

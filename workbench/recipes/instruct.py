@@ -178,7 +178,8 @@ def tune(cfg: TuneConfig, backbone=None, log: Callable[[str], None] | None = Non
                 "method": {"name": method.name, **section_dict(opts)},
                 "train": {**section_dict(t), "lr": lr, "batch_size": batch_size},
                 "runtime": {"model_kind": backbone.kind.value, "device": device.type,
-                            "chat_template": bool(getattr(tokenizer, "chat_template", None))}}
+                            "chat_template": bool(getattr(tokenizer, "chat_template", None)),
+                            "method_decisions": dict(model.decisions)}}
     # every template in the data counts as seen, the dev records' too
     trained_templates = data.trained_templates()
     tags = {"kind": RUN_KIND, "model": cfg.model, "method": method.name, "data": str(data.source),
@@ -186,6 +187,8 @@ def tune(cfg: TuneConfig, backbone=None, log: Callable[[str], None] | None = Non
             **{f"model/{k}": str(v) for k, v in identity.items()}}
     name = f"tune-{method.name}-{Path(cfg.data).name or 'data'}-s{cfg.seed}"
     tokens = sum(len(e.input_ids) for e in train_set) / len(train_set)
+    for key, value in model.decisions.items():
+        say(f"{method.name}: {key} = {value}")
     say(f"this run: {t.max_steps} steps of {batch_size * t.grad_accum} examples from {len(train_set)} records "
         f"({len(dev)} held out for the dev loss); {trainable:,} trainable parameters")
     with RunTracker(cfg.tracking.experiment or EXPERIMENT, name, uri, tags=tags) as tracker:

@@ -204,7 +204,8 @@ def resolved_config(cfg: RunConfig, p: Prepared) -> dict[str, Any]:
     tree = resolved_tree(cfg)
     tree["runtime"] = {"template_text": p.template.text if p.template else None,
                        "label_words": [list(w) for w in p.verbalizer.words] if p.verbalizer else None,
-                       "model_kind": p.ref.kind.value, "device": p.device.type}
+                       "model_kind": p.ref.kind.value, "device": p.device.type,
+                       "method_decisions": dict(p.model.decisions)}
     return tree
 
 
@@ -329,6 +330,8 @@ def train(cfg: RunConfig, backbone=None, on_eval: Callable[[int, float], None] |
     resolved = resolved_config(cfg, p)
     tags = run_tags(cfg, task, split, scope, digest, p.ref.identity)
     forecast = Forecast(cfg, p)
+    for key, value in p.model.decisions.items():
+        say(f"{method.name}: {key} = {value}")
     say(forecast.plan())
     # under torchrun, one run written by the first process
     with job_tracker(cfg.tracking.experiment or task.name, run_name(cfg, task, scope, digest), uri,

@@ -94,7 +94,9 @@ class InstructionModel(AdaptedModel):
     @classmethod
     def from_built(cls, built: nn.Module) -> InstructionModel:
         """From what a method's build returned for the language-model objective (a PromptClassifier with no head)."""
-        return cls(built.model, built.input_transform, built.backbone_lr)
+        model = cls(built.model, built.input_transform, built.backbone_lr)
+        model.decisions = built.decisions
+        return model
 
     def _inputs(self, batch: dict[str, torch.Tensor]) -> tuple[dict, torch.Tensor | None]:
         """The model's inputs, with what the method adds before the backbone; labels aligned with them."""
@@ -150,42 +152,106 @@ class InstructionModel(AdaptedModel):
         inputs, _ = self._inputs({"input_ids": input_ids, "attention_mask": attention_mask})
         return self.model(**inputs, use_cache=False).logits
 
+    def _decoder(self, batch_size: int) -> tuple[nn.Module, object, int]:
+        """(the module that runs the tokens, the cache generation starts from, its length).
+
+        Prefix tuning and P-tuning v2 put their keys and values in that cache: the same `get_prompt` the training
+        forward reads, handed to the base model by us rather than through PEFT's generation hooks (a library
+        update once disconnected those and generation went on silently without the prefix). Every other method
+        starts from an empty cache and runs through `self.model` (LoRA's layers sit inside it)."""
+        config = getattr(self.model, "active_peft_config", None)
+        if config is None or not config.is_prompt_learning:
+            return self.model, None, 0
+        if config.peft_type != "PREFIX_TUNING":
+            raise ValueError(f"generation through PEFT's {config.peft_type} is not supported: only prefix tuning")
+        prefix = self.model.get_prompt(batch_size, max_cache_len=-1)
+        return self.model.get_base_model(), prefix, config.num_virtual_tokens
+
+    def _prompt_inputs(self, prompts: list[list[int]], pad_id: int, device) -> tuple[dict, torch.Tensor]:
+        """The prompts left-padded into one batch, as token ids or, with an input transform (prompt tuning), as
+        embeddings with the method's vectors in place (each row built alone, so the vectors sit where training
+        put them whatever the padding); and the attention mask."""
+        if self.input_transform is None:
+            width = max(map(len, prompts))
+            ids = torch.tensor([[pad_id] * (width - len(p)) + p for p in prompts], device=device)
+            mask = torch.tensor([[0] * (width - len(p)) + [1] * len(p) for p in prompts], device=device)
+            return {"input_ids": ids}, mask
+        rows = []
+        for p in prompts:
+            ids = torch.tensor([p], device=device)
+            inputs, _ = self._inputs({"input_ids": ids, "attention_mask": torch.ones_like(ids)})
+            rows.append(inputs["inputs_embeds"][0])
+        width = max(r.shape[0] for r in rows)
+        embeds = torch.stack([torch.cat([r.new_zeros(width - r.shape[0], r.shape[1]), r]) for r in rows])
+        mask = torch.tensor([[0] * (width - r.shape[0]) + [1] * r.shape[0] for r in rows], device=device)
+        return {"inputs_embeds": embeds}, mask
+
     @torch.no_grad()
     def generate(self, prompts: list[list[int]], max_new_tokens: int, eos_ids: list[int], pad_id: int
                  ) -> list[list[int]]:
         """Greedy continuations of token-id prompts (left-padded in one batch), without the end-of-text token.
 
-        With an input transform (prompt tuning) the prompt goes in as embeddings with the method's vectors in
-        place, each row built alone so the vectors sit where training put them whatever the padding; the cache
-        then holds their keys and values for every token generated after (generation given only token ids would
-        silently drop them)."""
-        device = next(self.model.parameters()).device
+        The loop is ours, not `model.generate`: whatever the method adds (prompt tuning's vectors in the prompt's
+        embeddings, a prefix's keys and values in the starting cache) is put in place explicitly, the cache then
+        carries it to every new token, and the first step is checked against the logits path, so a method that
+        stopped reaching generation is refused instead of silently answering as the base model."""
         was_training = self.training
         self.eval()
-        kwargs = dict(max_new_tokens=max_new_tokens, do_sample=False, eos_token_id=list(eos_ids),
-                      pad_token_id=pad_id)
-        if self.input_transform is None:
-            width = max(map(len, prompts))
-            ids = torch.tensor([[pad_id] * (width - len(p)) + p for p in prompts], device=device)
-            mask = torch.tensor([[0] * (width - len(p)) + [1] * len(p) for p in prompts], device=device)
-            out = self.model.generate(input_ids=ids, attention_mask=mask, **kwargs)[:, width:]
-        else:
-            rows = []
-            for p in prompts:
-                ids = torch.tensor([p], device=device)
-                inputs, _ = self._inputs({"input_ids": ids, "attention_mask": torch.ones_like(ids)})
-                rows.append(inputs["inputs_embeds"][0])
-            width = max(r.shape[0] for r in rows)
-            embeds = torch.stack([torch.cat([r.new_zeros(width - r.shape[0], r.shape[1]), r]) for r in rows])
-            mask = torch.tensor([[0] * (width - r.shape[0]) + [1] * r.shape[0] for r in rows], device=device)
-            out = self.model.generate(inputs_embeds=embeds, attention_mask=mask, **kwargs)
-        self.train(was_training)
-        result = []
-        for row in out.tolist():
-            tokens = []
-            for t in row:
-                if t in eos_ids:
-                    break
-                tokens.append(t)
-            result.append(tokens)
-        return result
+        try:
+            return self._greedy(prompts, max_new_tokens, set(eos_ids), pad_id)
+        finally:
+            self.train(was_training)
+
+    def _greedy(self, prompts: list[list[int]], max_new_tokens: int, eos: set[int], pad_id: int) -> list[list[int]]:
+        from workbench.models.backbone import sliding_window
+
+        body, past, start = self._decoder(len(prompts))
+        inputs, mask = self._prompt_inputs(prompts, pad_id, next(self.model.parameters()).device)
+        window = sliding_window(self.model)
+        if window and len(set(map(len, prompts))) > 1 and start + mask.shape[1] + max_new_tokens > window:
+            # padding would sit inside a sliding window: prompts of one length at a time need none
+            by_length: dict[int, list[int]] = {}
+            for i, p in enumerate(prompts):
+                by_length.setdefault(len(p), []).append(i)
+            result: list[list[int]] = [[] for _ in prompts]
+            for rows in by_length.values():
+                for i, tokens in zip(rows, self._greedy([prompts[i] for i in rows], max_new_tokens, eos, pad_id)):
+                    result[i] = tokens
+            return result
+        # the prefix occupies positions 0..start-1 of every row, as in the training forward
+        mask = torch.cat([mask.new_ones(mask.shape[0], start), mask], dim=1)
+        position = (mask.cumsum(-1) - 1).clamp(min=0)[:, start:]
+        out = body(**inputs, attention_mask=mask, position_ids=position, past_key_values=past, use_cache=True,
+                   logits_to_keep=1)
+        self._check_first_step(prompts[0], out.logits[0, -1])
+        tokens: list[list[int]] = [[] for _ in prompts]
+        done = [False] * len(prompts)
+        position = position[:, -1:]
+        for step in range(max_new_tokens):
+            chosen = out.logits[:, -1].float().argmax(-1)
+            for row, t in enumerate(chosen.tolist()):
+                if not done[row]:
+                    done[row] = t in eos
+                    if not done[row]:
+                        tokens[row].append(t)
+            if all(done) or step + 1 == max_new_tokens:
+                break
+            mask = torch.cat([mask, mask.new_ones(mask.shape[0], 1)], dim=1)
+            position = position + 1
+            out = body(input_ids=chosen[:, None], attention_mask=mask, position_ids=position,
+                       past_key_values=out.past_key_values, use_cache=True, logits_to_keep=1)
+        return tokens
+
+    def _check_first_step(self, prompt: list[int], generated: torch.Tensor) -> None:
+        """The first token's logits of the generation path equal the logits path's for the same prompt (which is
+        the training forward): anything the method adds that generation lost shows here."""
+        ids = torch.tensor([prompt], device=generated.device)
+        reference = self.logits(ids, torch.ones_like(ids))[0, -1].float()
+        generated = generated.float()
+        exact = all(p.dtype == torch.float32 for p in self.model.parameters()) and not torch.is_autocast_enabled()
+        tolerance = (1e-3 if exact else 5e-2) * max(1.0, reference.abs().max().item())
+        gap = (generated - reference).abs().max().item()
+        if gap > tolerance:
+            raise RuntimeError(f"generation does not go through the method ({type(self.model).__name__}): its "
+                               f"first-token logits differ from the model's forward by {gap:.3g}; refusing to "
+                               "generate without what the method adds")

@@ -13,6 +13,9 @@ class AdaptedModel(nn.Module):
 
     backbone_lr: float | None = None
     head_lr: float | None = None
+    # What the method decided while building, from the model in hand (BitFit's auto choice of parameters): the
+    # recipes say it and log it with the resolved config.
+    decisions: dict = {}
 
     def _head_parameters(self) -> set[int]:
         return set()
