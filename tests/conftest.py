@@ -84,6 +84,23 @@ def tiny_causal():
     return Backbone.from_model(LlamaForCausalLM(cfg).eval(), tok, name="tiny-llama")
 
 
+@pytest.fixture(scope="session")
+def tiny_gemma3():
+    """A Gemma 3 shaped model (bias-free, grouped keys and values, a sliding-window layer of 16 tokens, far shorter
+    than prompts plus what generation adds) with the byte-level tokenizer."""
+    from transformers import Gemma3ForCausalLM, Gemma3TextConfig
+
+    from workbench.models import Backbone
+
+    tok = _byte_bpe_tokenizer()
+    torch.manual_seed(0)
+    cfg = Gemma3TextConfig(vocab_size=len(tok), hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
+                           num_key_value_heads=1, head_dim=16, intermediate_size=64, max_position_embeddings=1024,
+                           sliding_window=16, layer_types=["sliding_attention", "full_attention"],
+                           pad_token_id=tok.pad_token_id)
+    return Backbone.from_model(Gemma3ForCausalLM(cfg).eval(), tok, name="tiny-gemma3")
+
+
 @pytest.fixture()
 def tiny_mlm_dir(tmp_path, tiny_mlm):
     """The tiny masked LM saved as a model folder (loaded by path, like any local model), and label words

@@ -23,7 +23,7 @@ GENERATING = ("finetune", "lora", "prompt-tuning", "prefix-tuning", "p-tuning-v2
 def build(backbone, name: str, **options) -> InstructionModel:
     bb = copy.deepcopy(backbone)
     spec = get_method(name)
-    opts = spec.make_options(**({"include_norms": True} if name == "bitfit" else {}), **options)
+    opts = spec.make_options(**options)
     ctx = BuildContext(bb, None, None, None, None, None, 0, objective="generate")
     torch.manual_seed(0)
     return InstructionModel.from_built(spec.build(ctx, opts))
@@ -136,31 +136,63 @@ def _greedy_by_logits(model: InstructionModel, prompt: list[int], n: int, eos: i
     return out
 
 
-@pytest.mark.parametrize("method", ["prompt-tuning", "prefix-tuning", "lora"])
-def test_generation_equals_the_logits_path(tiny_causal, method):
-    tok = tiny_causal.tokenizer
-    model = build(tiny_causal, method).eval()
+def _perturbed(backbone, method: str) -> InstructionModel:
+    model = build(backbone, method).eval()
     with torch.no_grad():  # move the method away from its start, so what it adds decides the output
         for p in model.trainable_parameters():
-            p.add_(torch.randn_like(p) * 0.5)
-    prompts = [prompt_ids(tok, "it was a great"), prompt_ids(tok, "the plot")]
+            p.add_(torch.randn_like(p) * 2.0)
+    return model
+
+
+@pytest.mark.parametrize("method", GENERATING)
+@pytest.mark.parametrize("fixture", ["tiny_causal", "tiny_gemma3"])
+def test_generation_equals_the_logits_path(request, fixture, method):
+    """Greedy generation (prompts of different lengths, left-padded in one batch; on Gemma 3 longer than its
+    sliding window) gives the tokens the plain forward picks one at a time, for every generating method."""
+    backbone = request.getfixturevalue(fixture)
+    tok = backbone.tokenizer
+    model = _perturbed(backbone, method)
+    prompts = [prompt_ids(tok, "it was a great"), prompt_ids(tok, "the plot"),
+               prompt_ids(tok, "the actors were very funny and the story was good")]
     got = model.generate(prompts, 8, [tok.eos_token_id], tok.pad_token_id)
     for prompt, tokens in zip(prompts, got):
         assert tokens == _greedy_by_logits(model, prompt, 8, tok.eos_token_id)
+    # What the method adds moves the next-token logits well past the tolerance of generation's own check, so a
+    # generation path that dropped it would be refused (the tiny random models often pick the same token anyway).
+    x = torch.tensor([prompts[0]])
+    ours = model.logits(x, torch.ones_like(x))[0, -1]
+    gap = (ours - backbone.model(x).logits[0, -1]).abs().max().item()
+    assert gap > 10 * 1e-3 * max(1.0, ours.abs().max().item())  # ten times the fp32 tolerance of the check
+
+
+@pytest.mark.parametrize("method", ["prefix-tuning", "prompt-tuning"])
+def test_generation_that_loses_the_method_is_refused(tiny_causal, method, monkeypatch):
+    """Generation with the method's additions disconnected (as a library update once did to prefixes) stops with
+    one line instead of answering as the base model."""
+    tok = tiny_causal.tokenizer
+    model = _perturbed(tiny_causal, method)
+    if method == "prefix-tuning":  # the prefix's keys and values left out of the starting cache
+        monkeypatch.setattr(model, "_decoder", lambda n: (model.model.get_base_model(), None, 0))
+    else:  # the soft prompt left out of the embeddings
+        monkeypatch.setattr(model, "_prompt_inputs", lambda prompts, pad, device: (
+            {"input_ids": torch.tensor(prompts)}, torch.ones(len(prompts), len(prompts[0]), dtype=torch.long)))
+    with pytest.raises(RuntimeError, match="generation does not go through the method"):
+        model.generate([prompt_ids(tok, "the plot")], 4, [tok.eos_token_id], tok.pad_token_id)
 
 
 @pytest.mark.slow
-def test_a_tuned_soft_prompt_changes_what_the_real_model_says():
-    """SmolLM2 with a 10-token prompt tuned on one answer: its greedy output becomes that answer, where the base
-    model says something else, and generation equals the logits path."""
+@pytest.mark.parametrize("method, lr, steps", [("prompt-tuning", 0.1, 25), ("prefix-tuning", 0.01, 30)])
+def test_a_tuned_prompt_changes_what_the_real_model_says(method, lr, steps):
+    """SmolLM2 with a 10-token soft prompt or prefix tuned on one answer: its greedy output becomes that answer,
+    where the base model says something else, and generation equals the logits path."""
     from workbench.models import load_backbone
 
     bb = load_backbone("smollm2-135m")
     tok = bb.tokenizer
     base = InstructionModel(copy.deepcopy(bb.model))
-    model = build(bb, "prompt-tuning", num_virtual_tokens=10)
+    model = build(bb, method, num_virtual_tokens=10)
     target = encode_record(tok, TuningRecord("Name a fruit.", "Banana split forever.", "r"))
-    cfg = TrainerConfig(max_steps=25, lr=0.1, batch_size=1, eval_every=1000, progress=False, warmup_ratio=0.0)
+    cfg = TrainerConfig(max_steps=steps, lr=lr, batch_size=1, eval_every=1000, progress=False, warmup_ratio=0.0)
     train(model, [target], [], tok.pad_token_id, cfg, objective=LanguageModeling(tok.pad_token_id))
     prompt = [prompt_ids(tok, "Name a fruit.")]
     before = tok.decode(base.generate(prompt, 8, [tok.eos_token_id], tok.pad_token_id)[0])

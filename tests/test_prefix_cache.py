@@ -84,19 +84,9 @@ def test_sampling_with_the_cache_keeps_the_seeded_draws(tiny_causal):
 
 
 @pytest.fixture(scope="module")
-def tiny_sliding():
+def tiny_sliding(tiny_gemma3):
     """A Gemma 3 shaped model whose sliding window (16) is far shorter than the prompts."""
-    from transformers import Gemma3ForCausalLM, Gemma3TextConfig
-
-    from conftest import _byte_bpe_tokenizer
-
-    tok = _byte_bpe_tokenizer()
-    torch.manual_seed(0)
-    cfg = Gemma3TextConfig(vocab_size=len(tok), hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
-                           num_key_value_heads=1, head_dim=16, intermediate_size=64, max_position_embeddings=1024,
-                           sliding_window=16, layer_types=["sliding_attention", "full_attention"],
-                           pad_token_id=tok.pad_token_id)
-    return Gemma3ForCausalLM(cfg).eval(), tok
+    return tiny_gemma3.model, tiny_gemma3.tokenizer
 
 
 def test_sliding_window_models_batch_only_questions_of_equal_length(tiny_sliding):

@@ -175,9 +175,12 @@ class LocalBackend:
 
         import torch
 
+        from workbench.models.backbone import cache_keyword, new_cache
+
         prefix, rests = shared
+        cache = new_cache(self.model)
         with torch.inference_mode():
-            cache = self.model(input_ids=torch.tensor([prefix]), use_cache=True).past_key_values
+            self.model(input_ids=torch.tensor([prefix]), use_cache=True, **{cache_keyword(self.model): cache})
         order = sorted(range(len(rests)), key=lambda i: len(rests[i]))  # similar lengths, little padding
         if self._sliding_window_bound(len(prefix) + max(map(len, rests)), d):
             groups: dict[int, list[int]] = {}
@@ -214,6 +217,9 @@ class LocalBackend:
         logits, each row attending to the same keys at the same positions."""
         import torch
 
+        from workbench.models.backbone import cache_keyword
+
+        cache = {cache_keyword(self.model): past}  # filled in place by every forward below
         tok, eos = self.tokenizer, self._eos_ids()
         positions = (mask.cumsum(-1) - 1).clamp(min=0)  # over real tokens only, as generate counts them
         start = past.get_seq_length()
@@ -222,7 +228,7 @@ class LocalBackend:
         stopped = [False] * len(alive)
         with torch.inference_mode():
             logits = self.model(input_ids=ids[:, start:], attention_mask=mask, position_ids=positions[:, start:],
-                                past_key_values=past, use_cache=True, logits_to_keep=1).logits[:, -1]
+                                use_cache=True, logits_to_keep=1, **cache).logits[:, -1]
             position = positions[:, -1]
             for step in range(d.max_tokens):
                 chosen = logits.float().argmax(-1).tolist()
@@ -249,8 +255,8 @@ class LocalBackend:
                 mask = torch.cat([mask, mask.new_ones(len(alive), 1)], dim=1)
                 position = position + 1
                 logits = self.model(input_ids=torch.tensor(chosen)[:, None], attention_mask=mask,
-                                    position_ids=position[:, None], past_key_values=past, use_cache=True,
-                                    logits_to_keep=1).logits[:, -1]
+                                    position_ids=position[:, None], use_cache=True, logits_to_keep=1,
+                                    **cache).logits[:, -1]
         results = []
         for row, ended in zip(tokens, stopped):
             text, cut = cut_at_stop(tok.decode(row, skip_special_tokens=True), d.stop)
@@ -272,7 +278,9 @@ class LocalBackend:
         tok = self.tokenizer
         kwargs = dict(max_new_tokens=d.max_tokens, pad_token_id=tok.pad_token_id)
         if past is not None:
-            kwargs["past_key_values"] = past
+            from workbench.models.backbone import cache_keyword
+
+            kwargs[cache_keyword(self.model)] = past
         if d.temperature > 0:
             kwargs.update(do_sample=True, temperature=d.temperature, top_p=d.top_p, top_k=0)
         else:

@@ -77,6 +77,30 @@ def sliding_window(model: torch.nn.Module) -> int | None:
     return window if window and (layers is None or any("sliding" in str(t) for t in layers)) else None
 
 
+def new_cache(model: torch.nn.Module):
+    """An empty key/value cache laid out for the model (sliding-window layers where it has them), for decoding loops
+    that keep their cache themselves: the cache object is filled in place, so it is never read back from an output
+    whose attribute name changes between versions."""
+    from transformers import DynamicCache
+
+    config = model.config.get_text_config() if hasattr(model.config, "get_text_config") else model.config
+    return DynamicCache(config=config)
+
+
+@lru_cache(maxsize=None)
+def _cache_keyword(forward_class: type) -> str:
+    import inspect
+
+    return "cache" if "cache" in inspect.signature(forward_class.forward).parameters else "past_key_values"
+
+
+def cache_keyword(model: torch.nn.Module) -> str:
+    """The name a model's forward takes its key/value cache under: `past_key_values` until transformers 5.2x, `cache`
+    since (the old name still maps, with a deprecation warning)."""
+    base = model.get_base_model() if hasattr(model, "get_base_model") else model  # through a PEFT wrapper
+    return _cache_keyword(type(base))
+
+
 def _kind_from_config(config) -> ModelKind:
     for arch in getattr(config, "architectures", None) or []:
         if arch.endswith("ForMaskedLM") or arch.endswith("ForPreTraining"):

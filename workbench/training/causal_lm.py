@@ -159,9 +159,11 @@ class InstructionModel(AdaptedModel):
         forward reads, handed to the base model by us rather than through PEFT's generation hooks (a library
         update once disconnected those and generation went on silently without the prefix). Every other method
         starts from an empty cache and runs through `self.model` (LoRA's layers sit inside it)."""
+        from workbench.models.backbone import new_cache
+
         config = getattr(self.model, "active_peft_config", None)
         if config is None or not config.is_prompt_learning:
-            return self.model, None, 0
+            return self.model, new_cache(self.model), 0
         if config.peft_type != "PREFIX_TUNING":
             raise ValueError(f"generation through PEFT's {config.peft_type} is not supported: only prefix tuning")
         prefix = self.model.get_prompt(batch_size, max_cache_len=-1)
@@ -203,7 +205,7 @@ class InstructionModel(AdaptedModel):
             self.train(was_training)
 
     def _greedy(self, prompts: list[list[int]], max_new_tokens: int, eos: set[int], pad_id: int) -> list[list[int]]:
-        from workbench.models.backbone import sliding_window
+        from workbench.models.backbone import cache_keyword, sliding_window
 
         body, past, start = self._decoder(len(prompts))
         inputs, mask = self._prompt_inputs(prompts, pad_id, next(self.model.parameters()).device)
@@ -221,8 +223,8 @@ class InstructionModel(AdaptedModel):
         # the prefix occupies positions 0..start-1 of every row, as in the training forward
         mask = torch.cat([mask.new_ones(mask.shape[0], start), mask], dim=1)
         position = (mask.cumsum(-1) - 1).clamp(min=0)[:, start:]
-        out = body(**inputs, attention_mask=mask, position_ids=position, past_key_values=past, use_cache=True,
-                   logits_to_keep=1)
+        cache = {cache_keyword(body): past}  # filled in place by every forward below
+        out = body(**inputs, attention_mask=mask, position_ids=position, use_cache=True, logits_to_keep=1, **cache)
         self._check_first_step(prompts[0], out.logits[0, -1])
         tokens: list[list[int]] = [[] for _ in prompts]
         done = [False] * len(prompts)
@@ -238,8 +240,8 @@ class InstructionModel(AdaptedModel):
                 break
             mask = torch.cat([mask, mask.new_ones(mask.shape[0], 1)], dim=1)
             position = position + 1
-            out = body(input_ids=chosen[:, None], attention_mask=mask, position_ids=position,
-                       past_key_values=out.past_key_values, use_cache=True, logits_to_keep=1)
+            out = body(input_ids=chosen[:, None], attention_mask=mask, position_ids=position, use_cache=True,
+                       logits_to_keep=1, **cache)
         return tokens
 
     def _check_first_step(self, prompt: list[int], generated: torch.Tensor) -> None:
