@@ -57,8 +57,7 @@ def main() -> None:
     for kind, bb in tiny_backbones().items():
         for name in sorted(all_methods()):
             method = get_method(name)
-            options = {"include_norms": True} if name == "bitfit" else {}
-            _, model, data = build_method(bb, name, **options)
+            _, model, data = build_method(bb, name)
             model = model.to(device)
             frozen = {n: p.detach().clone() for n, p in model.named_parameters() if not p.requires_grad}
             losses: list[float] = []

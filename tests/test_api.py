@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import csv
+import io
+from pathlib import Path
+
 import mlflow
 
 import workbench as wb
@@ -16,8 +20,14 @@ def test_train_from_python_returns_accuracy_and_run_id(tiny_mlm_dir):
                                    prompt={"verbalizer": str(verbalizer), "template_id": 1},
                                    train={"max_steps": 2, "eval_every": 2}, eval={"limit": 16},
                                    tracking={"progress": False}))
-    assert 0.0 <= result.test_accuracy <= 1.0 and result.eval_rows == 16
+    assert result.eval_rows == 16
     run = mlflow.get_run(result.run_id)
+    # the accuracy returned is the logged one, and the share of the logged predictions that are right
+    assert run.data.metrics["test/accuracy"] == result.test_accuracy
+    rows = list(csv.DictReader(io.StringIO(Path(mlflow.artifacts.download_artifacts(
+        run_id=result.run_id, artifact_path="predictions.csv")).read_text())))
+    assert len(rows) == 16
+    assert result.test_accuracy == sum(r["label"] == r["prediction"] for r in rows) / 16
     assert run.data.params["method.name"] == "lora" and run.data.params["method.r"] == "2"
     assert run.data.params["train.lr"] == str(wb.get_method("lora").default_lr)
 

@@ -15,7 +15,7 @@ from workbench.training import TrainerConfig, train
 from workbench.training.trainer import COMPILE_MIN_STEPS, compile_plan
 
 TRAINING = [name for name, m in all_methods().items() if m.trains and m.recipe is None]
-NO_DROPOUT = {"lora": {"dropout": 0.0}, "finetune": {"dropout": 0.0}, "bitfit": {"include_norms": True}}
+NO_DROPOUT = {"lora": {"dropout": 0.0}, "finetune": {"dropout": 0.0}}
 
 
 @pytest.mark.parametrize("name", TRAINING)

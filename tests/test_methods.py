@@ -69,16 +69,22 @@ def test_lora_counts_and_bad_targets(tiny_causal):
         _setup(tiny_causal, "lora", target_modules=["query"])
 
 
-def test_bitfit_biases_only(tiny_mlm, tiny_causal):
-    _, model, _ = _setup(tiny_mlm, "bitfit")
+def test_bitfit_trains_biases_and_norm_gains_only_where_the_model_has_no_biases(tiny_mlm, tiny_causal):
+    _, model, _ = _setup(tiny_mlm, "bitfit")  # include_norms=auto on BERT: its biases
     names = _trainable(model)
     assert names and all(n.endswith(".bias") for n in names)
     expected = sum(p.numel() for n, p in tiny_mlm.model.named_parameters() if n.endswith(".bias"))
     assert model.count_parameters()[0] == expected
+    assert model.decisions["include_norms"] is False and "bias terms" in model.decisions["trains"]
+    _, model, _ = _setup(tiny_mlm, "bitfit", include_norms=True)
+    assert {n for n in _trainable(model) if not n.endswith(".bias")} and \
+        all(n.endswith(".bias") or "norm" in n.lower() for n in _trainable(model))
+    _, model, _ = _setup(tiny_causal, "bitfit")  # auto on a bias-free Llama: its norm gains
+    names = _trainable(model)
+    assert names and all("norm" in n for n in names)
+    assert model.decisions["include_norms"] is True and "no bias terms" in model.decisions["trains"]
     with pytest.raises(ConfigError, match="has no bias terms"):
-        _setup(tiny_causal, "bitfit")
-    _, model, _ = _setup(tiny_causal, "bitfit", include_norms=True)
-    assert all("norm" in n for n in _trainable(model))
+        _setup(tiny_causal, "bitfit", include_norms=False)
 
 
 @pytest.mark.parametrize("fixture", ["tiny_mlm", "tiny_causal"])
@@ -92,7 +98,7 @@ def test_prefix_tuning_counts(request, fixture):
 @pytest.mark.parametrize("method, options", [
     ("prompt-tuning", {"num_virtual_tokens": 4}), ("p-tuning", {"prompt_encoder": "lstm"}),
     ("prefix-tuning", {"num_virtual_tokens": 4}), ("p-tuning-v2", {"num_virtual_tokens": 4}),
-    ("lora", {}), ("bitfit", {"include_norms": True}),
+    ("lora", {}), ("bitfit", {}),
 ])
 @pytest.mark.parametrize("fixture", ["tiny_mlm", "tiny_causal"])
 def test_training_changes_only_trainable_weights(request, fixture, method, options):

@@ -48,20 +48,6 @@ def trial_runs(parent_id: str):
 # --- search spaces --------------------------------------------------------------------------------------------
 
 
-def test_every_shipped_space_names_only_fields_and_options():
-    methods = all_methods()
-    assert {"finetune", "prompt-finetune", "icl", "lora", "p-tuning"} <= set(methods)
-    for name, method in methods.items():
-        space = method.space
-        assert space.params, name
-        run = RunConfig(method=name)
-        for path, spec in space.params.items():
-            # a dotted path of a run field or a method option, never a short name
-            assert path.split(".")[0] in SECTIONS and resolve_path(path, method.options) == path, (name, path)
-            for value in candidate_values(spec):  # every value the space can produce passes the field's own checks
-                run.with_overrides({path: value})
-
-
 @requires_data("sst2")
 def test_every_shipped_space_passes_the_sweep_plan(tiny_mlm_dir):
     for name in all_methods():

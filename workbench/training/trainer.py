@@ -150,14 +150,19 @@ def _autocast(device: torch.device):
 def hold_frozen_in_bf16(model: torch.nn.Module) -> int:
     """Frozen fp32 parameters stored in bf16, once (CUDA). Under bf16 autocast every one of them would otherwise be
     cast again at every step: a quarter of the GPU's time in the measured profile (reference/GPU.md). Trainable
-    parameters stay fp32, the optimizer's master weights. A backbone passed in keeps its frozen weights in bf16.
-    Returns how many parameters were cast."""
-    cast = 0
-    for p in model.parameters():
-        if not p.requires_grad and p.dtype == torch.float32:
-            p.data = p.data.to(torch.bfloat16)
-            cast += 1
-    return cast
+    parameters stay fp32, the optimizer's master weights. A module with a trainable parameter keeps its frozen ones
+    in fp32 too: a layer norm whose bias trains (BitFit) and whose gain is bf16 fails outside autocast's casts.
+    A backbone passed in keeps its frozen weights in bf16. Returns how many parameters were cast."""
+    cast: set[int] = set()
+    for module in model.modules():
+        own = list(module.parameters(recurse=False))
+        if any(p.requires_grad for p in own):
+            continue
+        for p in own:
+            if p.dtype == torch.float32 and id(p) not in cast:
+                p.data = p.data.to(torch.bfloat16)
+                cast.add(id(p))
+    return len(cast)
 
 
 def _to(batch: dict[str, torch.Tensor], device: torch.device) -> dict[str, torch.Tensor]:
