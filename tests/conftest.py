@@ -14,17 +14,53 @@ WORDS = ("the a an it is was movie film great terrible good bad not very fun dul
          "and but of to in this that with for as its one funny boring love hate . , ? ! ' s").split()
 
 
+@pytest.fixture(scope="session")
+def _migrated_store(tmp_path_factory) -> Path:
+    """An empty MLflow SQLite store with every migration applied, made once per test session: creating one takes
+    seconds (its schema migrations), copying it milliseconds. Its Default experiment is removed, so each copy
+    creates its own, with the artifact root of the folder it is used in."""
+    import sqlite3
+
+    from mlflow.tracking import MlflowClient
+
+    path = tmp_path_factory.mktemp("mlflow-template") / "mlflow.db"
+    MlflowClient(f"sqlite:///{path}").search_experiments()
+    with sqlite3.connect(path) as db:
+        db.execute("DELETE FROM experiments")
+    return path
+
+
+def no_runs_in_store(folder: Path | str = ".") -> bool:
+    """Whether the test's MLflow store in `folder` holds no run (read with sqlite3, not through MLflow)."""
+    import sqlite3
+
+    path = Path(folder) / "mlflow.db"
+    if not path.exists():
+        return True
+    with sqlite3.connect(path) as db:
+        return db.execute("SELECT COUNT(*) FROM runs").fetchone()[0] == 0
+
+
 @pytest.fixture(autouse=True)
-def _isolated_env(tmp_path, monkeypatch):
-    """Every test gets its own MLflow store; data comes from ../shared/data unless a test says otherwise."""
+def _isolated_env(tmp_path, monkeypatch, _migrated_store):
+    """Every test gets its own MLflow store (a copy of the migrated empty one); data comes from ../shared/data unless
+    a test says otherwise."""
+    import shutil
+
     import mlflow
 
     monkeypatch.chdir(tmp_path)  # MLflow's artifact root (./mlruns) lands here, not in the repo
+    shutil.copyfile(_migrated_store, tmp_path / "mlflow.db")
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
     monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
     mlflow.set_tracking_uri(uri)  # the client is process-global; point it at this test's store
     if "WORKBENCH_DATA_DIR" not in os.environ and SHARED_DATA.exists():
         monkeypatch.setenv("WORKBENCH_DATA_DIR", str(SHARED_DATA))
+    threads = torch.get_num_threads()
+    yield
+    # `--threads` (a local generator's) sets torch's process-wide thread count: one test must not leave every later
+    # one running on a single core
+    torch.set_num_threads(threads)
 
 
 def _wordpiece_tokenizer():

@@ -78,6 +78,7 @@ def test_compare_logs_one_parent_with_a_run_per_method_and_seed(tmp_path, tiny_m
     assert not any(r.data.tags.get("reused_from") for r in nested(fresh.parent_run_id))
 
 
+@pytest.mark.heavy
 @requires_data("sst2")
 def test_compare_takes_the_best_config_of_a_sweep(tmp_path, tiny_mlm_dir):
     folder, verbalizer = tiny_mlm_dir
@@ -175,6 +176,7 @@ def test_dashboard_command_and_errors(tmp_path):
         dashboard_command("http://mlflow.example:5000")
 
 
+@pytest.mark.heavy
 def test_dashboard_serves_the_store(tmp_path):
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

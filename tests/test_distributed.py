@@ -71,6 +71,7 @@ def _worker(rank: int, world: int, port: int, folder: str) -> None:
     dist.destroy_process_group()
 
 
+@pytest.mark.heavy
 def test_two_processes_reach_the_single_process_weights(tmp_path):
     import torch.multiprocessing as mp
 

@@ -220,7 +220,7 @@ def test_self_instruct_with_the_offline_model_resumes(tmp_path):
 
     from workbench.instruct.self_instruct import generate
 
-    backend = LocalBackend.load("smollm2-135m", threads=1)
+    backend = LocalBackend.load("smollm2-135m")
     out = tmp_path / "si.jsonl"
     generate(SelfInstructConfig(out=str(out), num=3, log_mlflow=False, progress=False), backend)
     generate(SelfInstructConfig(out=str(out), num=6, resume=True, log_mlflow=False, progress=False), backend)

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 import torch
 from bad_inputs import Case, run_case
-from conftest import _byte_bpe_tokenizer
+from conftest import _byte_bpe_tokenizer, no_runs_in_store
 
 from workbench.config.run import TrackingConfig, TrainConfig
 from workbench.errors import ConfigError
@@ -312,7 +312,7 @@ def _assert_refused_before_training(cfg, backbone, expect, tmp_path):
     assert "\n" not in message
     for piece in expect:
         assert piece in message, f"{piece!r} not in {message!r}"
-    assert not (tmp_path / "mlflow.db").exists()  # not even the tracking store was created
+    assert no_runs_in_store(tmp_path)  # no run was started
     after = backbone.model.state_dict()
     assert set(after) == set(before) and all(torch.equal(before[k], after[k]) for k in before)
     return message

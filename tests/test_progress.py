@@ -104,6 +104,7 @@ def test_sweep_trials_without_bars_print_a_line_per_evaluation(tmp_path, tiny_ml
 # --- compare ---------------------------------------------------------------------------------------------------
 
 
+@pytest.mark.heavy
 @requires_data("sst2")
 def test_compare_says_run_k_of_n_and_time_left(tmp_path, tiny_mlm_dir):
     from workbench.recipes.compare import CompareConfig, compare
@@ -215,6 +216,7 @@ assert datasets.utils.are_progress_bars_disabled()
     assert done.returncode == 0, done.stderr
 
 
+@pytest.mark.heavy
 @pytest.mark.parametrize("verbose", [False, True])
 def test_mlflow_info_lines_only_with_verbose(tmp_path, verbose):
     code = f"""

@@ -199,6 +199,7 @@ def test_trial_eval_limit_applies_when_the_run_sets_none(tmp_path, tiny_mlm_dir)
     assert r.data.params["eval.limit"] == "8" and r.data.metrics["test/rows"] == 8
 
 
+@pytest.mark.heavy
 @requires_data("sst2")
 def test_existing_study_needs_resume_and_same_settings(tmp_path, tiny_mlm_dir):
     run_sweep(sweep_cfg(tmp_path, tiny_mlm_dir, trials=1))

@@ -21,7 +21,7 @@ from optuna.trial import TrialState
 
 from conftest import requires_data
 
-pytestmark = requires_data("sst2")
+pytestmark = [requires_data("sst2"), pytest.mark.heavy]  # sweeps as processes, killed and resumed
 
 
 def sweep_cmd(tiny_mlm_dir, storage: str, trials: int, max_steps: int, *extra: str) -> list[str]:

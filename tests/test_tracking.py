@@ -235,6 +235,7 @@ def _start_and_die(tmp_path, experiment: str, parent: str | None = None) -> str:
     return out.stdout.split()[-1]
 
 
+@pytest.mark.heavy
 def test_a_run_whose_process_died_is_marked_killed_by_the_next_run(tmp_path):
     from workbench.tracking import worker_alive
 
@@ -265,6 +266,7 @@ def test_live_and_foreign_runs_are_left_alone(tmp_path):
 # --- the dashboard ---------------------------------------------------------------------------------------------------
 
 
+@pytest.mark.heavy
 def test_dashboard_warns_when_it_listens_beyond_this_machine(monkeypatch, capsys):
     from workbench.recipes import dashboard
 
@@ -301,6 +303,7 @@ class _Done:
         return 0
 
 
+@pytest.mark.heavy
 def test_sigterm_stops_the_dashboard_and_its_ui_process_group(tmp_path):
     import os
     import signal
