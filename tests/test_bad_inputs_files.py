@@ -96,6 +96,38 @@ CASES = [
     Case("sweep-space-is-dir", SWEEP_ARGV + ["--space", "sdir"], ["sdir", "is a directory"], {"sdir/keep": ""}),
     Case("prompts-check-dir", ["prompts", "check", "pdir"], ["pdir", "is a directory"], {"pdir/keep": ""}),
 
+    # --- a pipe, a device or a huge file where a file is expected: refused before it is opened -------------
+    # Opening a named pipe blocks until a writer comes (forever); /dev/zero never ends; each was once a hang or a
+    # MemoryError. The harness fails a case that runs past its time limit, so a regression cannot hang the suite.
+    Case("config-fifo", ["train", "--config", "cfg.yaml"], ["cfg.yaml", "is a named pipe (FIFO)"],
+         fifos=["cfg.yaml"]),
+    Case("config-dev-zero", ["train", "--config", "/dev/zero"], ["/dev/zero", "is a device, not a regular file"]),
+    Case("config-too-large", ["train", "--config", "cfg.yaml"], ["cfg.yaml", "larger than a config file may be"],
+         sparse={"cfg.yaml": 17 << 20}),
+    Case("sweep-config-fifo", SWEEP_ARGV + ["--config", "cfg.yaml"], ["cfg.yaml", "named pipe"], fifos=["cfg.yaml"]),
+    Case("sweep-space-fifo", SWEEP_ARGV + ["--space", "space.yaml"], ["space.yaml", "named pipe"],
+         fifos=["space.yaml"]),
+    Case("sweep-space-dev-zero", SWEEP_ARGV + ["--space", "/dev/zero"], ["/dev/zero", "is a device"]),
+    Case("task-yaml-fifo", ["train", "--task", "task.yaml"], ["task.yaml", "named pipe"], fifos=["task.yaml"]),
+    Case("tasks-show-fifo", ["tasks", "show", "task.yaml"], ["task.yaml", "named pipe"], fifos=["task.yaml"]),
+    Case("task-data-fifo", TRAIN_ARGV, ["task.yaml", "line 2", "files.train", "train.tsv", "named pipe"],
+         task(**{"train.tsv": None}), fifos=["train.tsv"]),
+    Case("task-test-data-fifo", TRAIN_ARGV, ["task.yaml", "line 2", "files.test", "named pipe"],
+         task(**{"test.tsv": None}), fifos=["test.tsv"]),
+    Case("task-data-too-large", TRAIN_ARGV, ["task.yaml", "line 2", "files.test", "larger than a data file may be"],
+         task(**{"test.tsv": None}), sparse={"test.tsv": (2 << 30) + 1}),
+    Case("task-yaml-templates-fifo", ["tasks", "show", "task.yaml"],
+         ["task.yaml", "line 5", "templates:", "named pipe"], task_yaml(TASK + "templates: t.txt\n"), fifos=["t.txt"]),
+    Case("template-file-fifo", TRAIN_ARGV, ["tpl.txt", "named pipe"], task(**{"tpl.txt": None}), fifos=["tpl.txt"]),
+    Case("prompt-template-override-fifo", TRAIN_ARGV + ["prompt.template=t.txt"], ["t.txt", "named pipe"], task(),
+         fifos=["t.txt"]),
+    Case("verbalizer-file-fifo", TRAIN_ARGV, ["v.txt", "named pipe"], task(**{"v.txt": None}), fifos=["v.txt"]),
+    Case("template-file-dev-zero", TRAIN_ARGV + ["--template-file", "/dev/zero"], ["/dev/zero", "is a device"],
+         task()),
+    Case("predict-input-fifo", PREDICT_ARGV, ["in.tsv", "named pipe"], fifos=["in.tsv"]),
+    Case("predict-input-dev-zero", PREDICT_ARGV[:-1] + ["/dev/zero"], ["/dev/zero", "is a device"]),
+    Case("prompts-check-fifo", ["prompts", "check", "p.txt"], ["p.txt", "named pipe"], fifos=["p.txt"]),
+
     # --- JSON and JSON Lines data ---------------------------------------------------------------------
     Case("jsonl-invalid-line", TRAIN_ARGV, ["train.jsonl", "line 3", "not valid JSON"],
          json_task(".jsonl", '{"text": "a", "label": "neg"}\n{"text": "b", "label": "pos"}\n{"text": "c",\n')),
