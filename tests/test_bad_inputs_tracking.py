@@ -63,6 +63,13 @@ CASES = [
     Case("tracking-http-unreachable", [*SWEEP, "--tracking-uri", "http://127.0.0.1:9"],
          ["'http://127.0.0.1:9'", REFUSED], FILES),
     Case("tracking-http-unreachable-compare", [*COMPARE, "--tracking-uri", "http://127.0.0.1:9"], REFUSED, FILES),
+    # predict once asked MLflow's client, which retries an unreachable server for minutes; now the same check
+    Case("tracking-http-unreachable-predict",
+         ["predict", "--run", "0123456789abcdef", "--input", "in.tsv", "--tracking-uri", "http://127.0.0.1:9"],
+         ["'http://127.0.0.1:9'", REFUSED], {"in.tsv": "text\nnice\n"}),
+    Case("tracking-env-http-unreachable-predict", ["predict", "--run", "0123456789abcdef", "--input", "in.tsv"],
+         ["(from $MLFLOW_TRACKING_URI)", REFUSED], {"in.tsv": "text\nnice\n"},
+         {"MLFLOW_TRACKING_URI": "http://127.0.0.1:9"}),
     Case("tracking-env-http-unreachable", COMPARE, ["(from $MLFLOW_TRACKING_URI)", REFUSED], FILES,
          {"MLFLOW_TRACKING_URI": "http://127.0.0.1:9"}),
     Case("tracking-http-password-redacted", [*SWEEP, "--tracking-uri", "http://user:secret@127.0.0.1:9"],
