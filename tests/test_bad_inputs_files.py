@@ -248,6 +248,58 @@ CASES = [
     Case("prompts-check-task-without-files", ["prompts", "check", "--task", "task.yaml"],
          ["task 'tiny' has no template or verbalizer file to check", "task.yaml", "templates:"], task()),
 
+    Case("template-only-a-mask", TRAIN_ARGV, ["tpl.txt:1", "prompt.template (--template-file)", "no input field"],
+         task(**{"tpl.txt": '{"mask"}\n'})),
+    Case("template-mask-and-text-only", TRAIN_ARGV + ["--template-id", "1"], ["tpl.txt:2", "no input field"],
+         task(**{"tpl.txt": "# the label only\n" + 'It was {"mask"}.\n'})),
+    Case("prompts-check-only-a-mask", ["prompts", "check", "tpl.txt"], ["tpl.txt:1", "no input field"],
+         {"tpl.txt": '{"mask"}\n'}),
+    Case("soft-duplicate-huge", TRAIN_ARGV[:-1] + ["p-tuning", "--template-file", "soft.txt"],
+         ["soft.txt:1", "'duplicate' asks for 100000000 soft tokens", "at most 1024"],
+         task(**{"soft.txt": '{"placeholder": "text_a"} {"soft": null, "duplicate": 100000000} {"mask"}\n'})),
+    Case("soft-words-too-many", TRAIN_ARGV[:-1] + ["p-tuning", "--template-file", "soft.txt"],
+         ["soft.txt:1", "asks for 2000 soft tokens"],
+         task(**{"soft.txt": '{"placeholder": "text_a"} {"soft": "' + "so " * 2000 + '"} {"mask"}\n'})),
+
+    # --- a sweep or comparison checks its run once, before the first trial (which would load a model) ---------
+    Case("sweep-task-without-template", ["sweep", "--method", "lora", "--task", "task.yaml", "--shots", "2",
+                                         "--no-final", "--storage", "sqlite:///{tmp}/optuna.db"],
+         ["task 'tiny' has no template", "--template-file FILE (prompt.template)"], task()),
+    Case("sweep-template-only-a-mask", ["sweep", "--method", "lora", "--task", "task.yaml", "--shots", "2",
+                                        "--no-final", "--storage", "sqlite:///{tmp}/optuna.db"],
+         ["tpl.txt:1", "no input field"],
+         task_yaml(TASK + "templates: tpl.txt\nverbalizer: v.txt\n", **{"tpl.txt": '{"mask"}\n'})),
+    Case("compare-task-without-template", ["compare", "--task", "task.yaml", "--shots", "2", "--methods",
+                                           "finetune,lora", "--seeds", "13"], "task 'tiny' has no template", task()),
+
+    # --- the evaluation split must share no row with the training split --------------------------------------
+    Case("eval-split-train", TRAIN_ARGV + ["--eval-split", "train"],
+         ["eval.split (--eval-split): 'train' is the split", "would include training rows"], task()),
+    Case("task-yaml-eval-split-train", ["train", "--task", "task.yaml", "--shots", "2"],
+         ["task 'tiny' (task.yaml): its evaluation split 'train'", "would include training rows"],
+         task_yaml(TASK + "eval_split: train\ntemplates: tpl.txt\nverbalizer: v.txt\n")),
+    Case("task-yaml-only-a-train-file", ["train", "--task", "task.yaml", "--shots", "2"],
+         ["its evaluation split 'train'", "would include training rows"],
+         task_yaml(TASK.replace(", test: test.tsv", "") + "templates: tpl.txt\nverbalizer: v.txt\n")),
+    Case("test-file-is-the-train-file", TRAIN_ARGV, ["its evaluation split 'test' reads train.tsv, the train split's "
+                                                     "own file", "would include training rows"],
+         task_yaml(TASK.replace("test: test.tsv", "test: train.tsv"))),
+    Case("test-file-a-copy-of-train", TRAIN_ARGV, ["'test' reads test.tsv, a copy of the train split's train.tsv"],
+         task(**{"test.tsv": TRAIN})),
+    Case("sweep-eval-split-train", ["sweep", "--method", "lora", "--task", "task.yaml", "--shots", "2", "--no-final",
+                                    "--eval-split", "train", "--storage", "sqlite:///{tmp}/optuna.db"],
+         ["eval.split (--eval-split): 'train'", "would include training rows"],
+         task_yaml(TASK + "templates: tpl.txt\nverbalizer: v.txt\n")),
+
+    # --- one class is not a classification task ---------------------------------------------------------------
+    Case("task-one-label-name", ["tasks", "show", "task.yaml"], ["task.yaml", "line 4", "label_names: ['pos'] names "
+                                                                "one class", "at least two"],
+         task_yaml(TASK.replace("[neg, pos]", "[pos]"))),
+    Case("train-one-label-name", TRAIN_ARGV, ["task.yaml", "line 4", "names one class"],
+         task_yaml(TASK.replace("[neg, pos]", "[pos]"))),
+    Case("train-data-one-class", TRAIN_ARGV, ["task 'tiny'", "the training split has only", "'neg': 0"],
+         task(**{"train.tsv": "text\tlabel\n" + "fine\tpos\n" * 8})),
+
     # --- --config ------------------------------------------------------------------------------------
     Case("config-a-list", ["train", "--config", "cfg.yaml"], ["cfg.yaml", "got a YAML list"],
          {"cfg.yaml": "- task: sst2\n"}),

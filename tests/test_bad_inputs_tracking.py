@@ -17,10 +17,13 @@ import time
 import pytest
 from bad_inputs import Case, run_case
 
-TASK = "name: tiny\nfiles: {train: train.tsv, test: test.tsv}\ntext_fields: [text]\nlabel_names: [neg, pos]\n"
+# A task a sweep can run (template and verbalizer included): each row is wrong in its one way only.
+TASK = ("name: tiny\nfiles: {train: train.tsv, test: test.tsv}\ntext_fields: [text]\nlabel_names: [neg, pos]\n"
+        "templates: tpl.txt\nverbalizer: v.txt\n")
 TRAIN = "text\tlabel\n" + "".join(f"row {i}\t{'neg' if i % 2 else 'pos'}\n" for i in range(12))
 TEST = "text\tlabel\nfine\tpos\nawful\tneg\n"
-FILES = {"task.yaml": TASK, "train.tsv": TRAIN, "test.tsv": TEST}
+FILES = {"task.yaml": TASK, "train.tsv": TRAIN, "test.tsv": TEST,
+         "tpl.txt": '{"placeholder": "text_a"} It was {"mask"}.\n', "v.txt": "bad\ngood\n"}
 
 SWEEP = ["sweep", "--method", "lora", "--task", "task.yaml", "--shots", "2", "--no-final"]
 COMPARE = ["compare", "--task", "task.yaml", "--shots", "2", "--methods", "finetune", "--seeds", "13"]

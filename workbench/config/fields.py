@@ -151,23 +151,30 @@ def coerce(value: Any, hint: Any) -> Any:
     return value
 
 
+def _bound(x: float | None) -> str | None:
+    """A bound as its reader expects it: an integer in full (4294967295, not 4.29497e+09), a float short."""
+    if x is None:
+        return None
+    return str(x) if isinstance(x, int) else f"{x:g}"
+
+
 def expectation(f: dataclasses.Field, hint: Any) -> str:
     """What the field accepts, in words: the second half of every validation message."""
     if meta(f, "choices") is not None:
         allowed = ", ".join(repr(c) for c in meta(f, "choices"))
         return f"one of {allowed}" + (" or null" if type(None) in alternatives(hint) else "")
     text = describe_type(hint)
-    lo, hi, above = meta(f, "min"), meta(f, "max"), meta(f, "above")
+    lo, hi, above = (_bound(meta(f, k)) for k in ("min", "max", "above"))
     if lo is not None and hi is not None:
-        text += f" in [{lo:g}, {hi:g}]"
+        text += f" in [{lo}, {hi}]"
     elif lo is not None:
-        text += f" >= {lo:g}"
+        text += f" >= {lo}"
     elif above is not None and hi is not None:
-        text += f" > {above:g} and <= {hi:g}"
+        text += f" > {above} and <= {hi}"
     elif above is not None:
-        text += f" > {above:g}"
+        text += f" > {above}"
     elif hi is not None:
-        text += f" <= {hi:g}"
+        text += f" <= {hi}"
     return text
 
 

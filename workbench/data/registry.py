@@ -422,6 +422,10 @@ def load_task_yaml(path: str | Path) -> TaskSpec:
         raise ConfigError(f"{doc.where('eval_split')}: 'eval_split' {eval_split!r} is not one of the files "
                           f"{sorted(files)}")
 
+    if len(label_names) < 2:
+        raise ConfigError(f"{doc.where('label_names')}: label_names: {list(label_names)} names one class; a "
+                          f"classification task needs at least two")
+
     def prompt_file(key: str, example: str) -> str | None:
         """A template, verbalizer or unlabelled file, relative to the task file; its lines are checked when a run
         reads it."""

@@ -23,7 +23,7 @@ from workbench.data import TaskSpec
 from workbench.data.metrics import EvalScope
 from workbench.errors import ConfigError, WorkbenchError
 from workbench.progress import duration
-from workbench.recipes.train import RunResult, identity_params, train
+from workbench.recipes.train import RunResult, check_run, identity_params, train
 from workbench.stats import PairedDifference, mean_sd
 from workbench.stats import paired_difference as paired_scores
 
@@ -228,6 +228,8 @@ def compare(cfg: CompareConfig, log=print) -> CompareResult:
     configs = {m: [run_config(cfg, m, seed, plans[m][0]) for seed in cfg.seeds] for m in cfg.methods}
     first = configs[cfg.methods[0]][0]
     uri = check_tracking_uri(first.tracking.uri)
+    for runs in configs.values():  # each method's input once (template, verbalizer, splits), before the first run
+        check_run(runs[0])
     task = get_task(cfg.task)
     scope = expected_scope(first, task)  # reads the evaluation split: missing data fails before the model loads
     ref = resolve_model(cfg.model)

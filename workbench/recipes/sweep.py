@@ -22,7 +22,7 @@ from workbench.config.run import flat, top_level_fields
 from workbench.config.space import candidate_values, parse_param
 from workbench.errors import ConfigError
 from workbench.recipes.compare import PROTOCOL_SEEDS, CompareConfig, CompareResult, compare, paired_difference
-from workbench.recipes.train import train
+from workbench.recipes.train import check_run, train
 from workbench.stats import PairedDifference
 from workbench.sweeps import StudyResult, StudySpec, TrialHandle, TrialOutcome, run_study, study_name
 
@@ -125,6 +125,7 @@ def plan(cfg: SweepConfig) -> Plan:
     fixed = {k: v for k, v in flat(base.to_dict()).items()
              if k in budget_and_search and k not in searched and not k.startswith("eval.")}
     uri = check_tracking_uri(run.tracking.uri)
+    check_run(base)  # once, here: a task without a template would otherwise fail in every trial, after its model
     name = cfg.study_name if cfg.study_name is not None else study_name(task.name, method.name, run.model, run.shots)
     tags = {"task": task.name, "method": method.name, "model": run.model, "shots": str(run.shots),
             "seed": str(run.seed)}
