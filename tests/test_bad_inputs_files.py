@@ -96,6 +96,38 @@ CASES = [
     Case("sweep-space-is-dir", SWEEP_ARGV + ["--space", "sdir"], ["sdir", "is a directory"], {"sdir/keep": ""}),
     Case("prompts-check-dir", ["prompts", "check", "pdir"], ["pdir", "is a directory"], {"pdir/keep": ""}),
 
+    # --- a pipe, a device or a huge file where a file is expected: refused before it is opened -------------
+    # Opening a named pipe blocks until a writer comes (forever); /dev/zero never ends; each was once a hang or a
+    # MemoryError. The harness fails a case that runs past its time limit, so a regression cannot hang the suite.
+    Case("config-fifo", ["train", "--config", "cfg.yaml"], ["cfg.yaml", "is a named pipe (FIFO)"],
+         fifos=["cfg.yaml"]),
+    Case("config-dev-zero", ["train", "--config", "/dev/zero"], ["/dev/zero", "is a device, not a regular file"]),
+    Case("config-too-large", ["train", "--config", "cfg.yaml"], ["cfg.yaml", "larger than a config file may be"],
+         sparse={"cfg.yaml": 17 << 20}),
+    Case("sweep-config-fifo", SWEEP_ARGV + ["--config", "cfg.yaml"], ["cfg.yaml", "named pipe"], fifos=["cfg.yaml"]),
+    Case("sweep-space-fifo", SWEEP_ARGV + ["--space", "space.yaml"], ["space.yaml", "named pipe"],
+         fifos=["space.yaml"]),
+    Case("sweep-space-dev-zero", SWEEP_ARGV + ["--space", "/dev/zero"], ["/dev/zero", "is a device"]),
+    Case("task-yaml-fifo", ["train", "--task", "task.yaml"], ["task.yaml", "named pipe"], fifos=["task.yaml"]),
+    Case("tasks-show-fifo", ["tasks", "show", "task.yaml"], ["task.yaml", "named pipe"], fifos=["task.yaml"]),
+    Case("task-data-fifo", TRAIN_ARGV, ["task.yaml", "line 2", "files.train", "train.tsv", "named pipe"],
+         task(**{"train.tsv": None}), fifos=["train.tsv"]),
+    Case("task-test-data-fifo", TRAIN_ARGV, ["task.yaml", "line 2", "files.test", "named pipe"],
+         task(**{"test.tsv": None}), fifos=["test.tsv"]),
+    Case("task-data-too-large", TRAIN_ARGV, ["task.yaml", "line 2", "files.test", "larger than a data file may be"],
+         task(**{"test.tsv": None}), sparse={"test.tsv": (2 << 30) + 1}),
+    Case("task-yaml-templates-fifo", ["tasks", "show", "task.yaml"],
+         ["task.yaml", "line 5", "templates:", "named pipe"], task_yaml(TASK + "templates: t.txt\n"), fifos=["t.txt"]),
+    Case("template-file-fifo", TRAIN_ARGV, ["tpl.txt", "named pipe"], task(**{"tpl.txt": None}), fifos=["tpl.txt"]),
+    Case("prompt-template-override-fifo", TRAIN_ARGV + ["prompt.template=t.txt"], ["t.txt", "named pipe"], task(),
+         fifos=["t.txt"]),
+    Case("verbalizer-file-fifo", TRAIN_ARGV, ["v.txt", "named pipe"], task(**{"v.txt": None}), fifos=["v.txt"]),
+    Case("template-file-dev-zero", TRAIN_ARGV + ["--template-file", "/dev/zero"], ["/dev/zero", "is a device"],
+         task()),
+    Case("predict-input-fifo", PREDICT_ARGV, ["in.tsv", "named pipe"], fifos=["in.tsv"]),
+    Case("predict-input-dev-zero", PREDICT_ARGV[:-1] + ["/dev/zero"], ["/dev/zero", "is a device"]),
+    Case("prompts-check-fifo", ["prompts", "check", "p.txt"], ["p.txt", "named pipe"], fifos=["p.txt"]),
+
     # --- JSON and JSON Lines data ---------------------------------------------------------------------
     Case("jsonl-invalid-line", TRAIN_ARGV, ["train.jsonl", "line 3", "not valid JSON"],
          json_task(".jsonl", '{"text": "a", "label": "neg"}\n{"text": "b", "label": "pos"}\n{"text": "c",\n')),
@@ -215,6 +247,58 @@ CASES = [
          task_yaml(TASK + "templates: tpl.txt\n", **{"tpl.txt": '{"placeholder": "text_b"} {"mask"}\n'})),
     Case("prompts-check-task-without-files", ["prompts", "check", "--task", "task.yaml"],
          ["task 'tiny' has no template or verbalizer file to check", "task.yaml", "templates:"], task()),
+
+    Case("template-only-a-mask", TRAIN_ARGV, ["tpl.txt:1", "prompt.template (--template-file)", "no input field"],
+         task(**{"tpl.txt": '{"mask"}\n'})),
+    Case("template-mask-and-text-only", TRAIN_ARGV + ["--template-id", "1"], ["tpl.txt:2", "no input field"],
+         task(**{"tpl.txt": "# the label only\n" + 'It was {"mask"}.\n'})),
+    Case("prompts-check-only-a-mask", ["prompts", "check", "tpl.txt"], ["tpl.txt:1", "no input field"],
+         {"tpl.txt": '{"mask"}\n'}),
+    Case("soft-duplicate-huge", TRAIN_ARGV[:-1] + ["p-tuning", "--template-file", "soft.txt"],
+         ["soft.txt:1", "'duplicate' asks for 100000000 soft tokens", "at most 1024"],
+         task(**{"soft.txt": '{"placeholder": "text_a"} {"soft": null, "duplicate": 100000000} {"mask"}\n'})),
+    Case("soft-words-too-many", TRAIN_ARGV[:-1] + ["p-tuning", "--template-file", "soft.txt"],
+         ["soft.txt:1", "asks for 2000 soft tokens"],
+         task(**{"soft.txt": '{"placeholder": "text_a"} {"soft": "' + "so " * 2000 + '"} {"mask"}\n'})),
+
+    # --- a sweep or comparison checks its run once, before the first trial (which would load a model) ---------
+    Case("sweep-task-without-template", ["sweep", "--method", "lora", "--task", "task.yaml", "--shots", "2",
+                                         "--no-final", "--storage", "sqlite:///{tmp}/optuna.db"],
+         ["task 'tiny' has no template", "--template-file FILE (prompt.template)"], task()),
+    Case("sweep-template-only-a-mask", ["sweep", "--method", "lora", "--task", "task.yaml", "--shots", "2",
+                                        "--no-final", "--storage", "sqlite:///{tmp}/optuna.db"],
+         ["tpl.txt:1", "no input field"],
+         task_yaml(TASK + "templates: tpl.txt\nverbalizer: v.txt\n", **{"tpl.txt": '{"mask"}\n'})),
+    Case("compare-task-without-template", ["compare", "--task", "task.yaml", "--shots", "2", "--methods",
+                                           "finetune,lora", "--seeds", "13"], "task 'tiny' has no template", task()),
+
+    # --- the evaluation split must share no row with the training split --------------------------------------
+    Case("eval-split-train", TRAIN_ARGV + ["--eval-split", "train"],
+         ["eval.split (--eval-split): 'train' is the split", "would include training rows"], task()),
+    Case("task-yaml-eval-split-train", ["train", "--task", "task.yaml", "--shots", "2"],
+         ["task 'tiny' (task.yaml): its evaluation split 'train'", "would include training rows"],
+         task_yaml(TASK + "eval_split: train\ntemplates: tpl.txt\nverbalizer: v.txt\n")),
+    Case("task-yaml-only-a-train-file", ["train", "--task", "task.yaml", "--shots", "2"],
+         ["its evaluation split 'train'", "would include training rows"],
+         task_yaml(TASK.replace(", test: test.tsv", "") + "templates: tpl.txt\nverbalizer: v.txt\n")),
+    Case("test-file-is-the-train-file", TRAIN_ARGV, ["its evaluation split 'test' reads train.tsv, the train split's "
+                                                     "own file", "would include training rows"],
+         task_yaml(TASK.replace("test: test.tsv", "test: train.tsv"))),
+    Case("test-file-a-copy-of-train", TRAIN_ARGV, ["'test' reads test.tsv, a copy of the train split's train.tsv"],
+         task(**{"test.tsv": TRAIN})),
+    Case("sweep-eval-split-train", ["sweep", "--method", "lora", "--task", "task.yaml", "--shots", "2", "--no-final",
+                                    "--eval-split", "train", "--storage", "sqlite:///{tmp}/optuna.db"],
+         ["eval.split (--eval-split): 'train'", "would include training rows"],
+         task_yaml(TASK + "templates: tpl.txt\nverbalizer: v.txt\n")),
+
+    # --- one class is not a classification task ---------------------------------------------------------------
+    Case("task-one-label-name", ["tasks", "show", "task.yaml"], ["task.yaml", "line 4", "label_names: ['pos'] names "
+                                                                "one class", "at least two"],
+         task_yaml(TASK.replace("[neg, pos]", "[pos]"))),
+    Case("train-one-label-name", TRAIN_ARGV, ["task.yaml", "line 4", "names one class"],
+         task_yaml(TASK.replace("[neg, pos]", "[pos]"))),
+    Case("train-data-one-class", TRAIN_ARGV, ["task 'tiny'", "the training split has only", "'neg': 0"],
+         task(**{"train.tsv": "text\tlabel\n" + "fine\tpos\n" * 8})),
 
     # --- --config ------------------------------------------------------------------------------------
     Case("config-a-list", ["train", "--config", "cfg.yaml"], ["cfg.yaml", "got a YAML list"],

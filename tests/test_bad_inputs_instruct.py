@@ -109,6 +109,8 @@ CASES = [
     # ---- self-instruct: seed file --------------------------------------------------------------------------------
     Case("si-seeds-missing", [*SI, "--seeds", "nope.jsonl"], ["nope.jsonl", "not found"]),
     Case("si-seeds-folder", [*SI, "--seeds", "seeds"], ["seeds", "is a folder"], files={"seeds/a.jsonl": SEED_LINE}),
+    Case("si-seeds-fifo", [*SI, "--seeds", "seeds.jsonl"], ["seeds.jsonl", "named pipe"], fifos=["seeds.jsonl"]),
+    Case("si-seeds-dev-zero", [*SI, "--seeds", "/dev/zero"], ["/dev/zero", "is a device"]),
     Case("si-seeds-not-utf8", [*SI, "--seeds", "seeds.jsonl"], ["seeds.jsonl: line 2", "UTF-8"],
          files={"seeds.jsonl": SEED_LINE.encode() + b"\n\xff\xfe\n"}),
     Case("si-seeds-not-json", [*SI, "--seeds", "seeds.jsonl"], ["seeds.jsonl: line 2", "not valid JSON"],

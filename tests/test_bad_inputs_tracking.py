@@ -17,10 +17,13 @@ import time
 import pytest
 from bad_inputs import Case, run_case
 
-TASK = "name: tiny\nfiles: {train: train.tsv, test: test.tsv}\ntext_fields: [text]\nlabel_names: [neg, pos]\n"
+# A task a sweep can run (template and verbalizer included): each row is wrong in its one way only.
+TASK = ("name: tiny\nfiles: {train: train.tsv, test: test.tsv}\ntext_fields: [text]\nlabel_names: [neg, pos]\n"
+        "templates: tpl.txt\nverbalizer: v.txt\n")
 TRAIN = "text\tlabel\n" + "".join(f"row {i}\t{'neg' if i % 2 else 'pos'}\n" for i in range(12))
 TEST = "text\tlabel\nfine\tpos\nawful\tneg\n"
-FILES = {"task.yaml": TASK, "train.tsv": TRAIN, "test.tsv": TEST}
+FILES = {"task.yaml": TASK, "train.tsv": TRAIN, "test.tsv": TEST,
+         "tpl.txt": '{"placeholder": "text_a"} It was {"mask"}.\n', "v.txt": "bad\ngood\n"}
 
 SWEEP = ["sweep", "--method", "lora", "--task", "task.yaml", "--shots", "2", "--no-final"]
 COMPARE = ["compare", "--task", "task.yaml", "--shots", "2", "--methods", "finetune", "--seeds", "13"]
@@ -63,6 +66,13 @@ CASES = [
     Case("tracking-http-unreachable", [*SWEEP, "--tracking-uri", "http://127.0.0.1:9"],
          ["'http://127.0.0.1:9'", REFUSED], FILES),
     Case("tracking-http-unreachable-compare", [*COMPARE, "--tracking-uri", "http://127.0.0.1:9"], REFUSED, FILES),
+    # predict once asked MLflow's client, which retries an unreachable server for minutes; now the same check
+    Case("tracking-http-unreachable-predict",
+         ["predict", "--run", "0123456789abcdef", "--input", "in.tsv", "--tracking-uri", "http://127.0.0.1:9"],
+         ["'http://127.0.0.1:9'", REFUSED], {"in.tsv": "text\nnice\n"}),
+    Case("tracking-env-http-unreachable-predict", ["predict", "--run", "0123456789abcdef", "--input", "in.tsv"],
+         ["(from $MLFLOW_TRACKING_URI)", REFUSED], {"in.tsv": "text\nnice\n"},
+         {"MLFLOW_TRACKING_URI": "http://127.0.0.1:9"}),
     Case("tracking-env-http-unreachable", COMPARE, ["(from $MLFLOW_TRACKING_URI)", REFUSED], FILES,
          {"MLFLOW_TRACKING_URI": "http://127.0.0.1:9"}),
     Case("tracking-http-password-redacted", [*SWEEP, "--tracking-uri", "http://user:secret@127.0.0.1:9"],
@@ -97,7 +107,7 @@ CASES = [
     Case("timeout-zero", [*SWEEP, "--timeout", "0"], "sweep.timeout (--timeout)", FILES),
     Case("timeout-nan", [*SWEEP, "--timeout", "nan"], "sweep.timeout (--timeout): nan", FILES),
     Case("max-failures-zero", [*SWEEP, "--max-failures", "0"],
-         "sweep.max_failures (--max-failures): 0 is not allowed; expected an integer >= 1", FILES),
+         "sweep.max_failures (--max-failures): 0 is not allowed; expected an integer in [1, 100000]", FILES),
     Case("max-failures-negative", [*SWEEP, "--max-failures", "-2"], "sweep.max_failures (--max-failures)", FILES),
     Case("pruner-unknown", [*SWEEP, "--pruner", "hyperband"], "--pruner: invalid choice", FILES),
     Case("trial-eval-limit-zero", [*SWEEP, "--trial-eval-limit", "0"], "sweep.trial_eval_limit", FILES),

@@ -38,7 +38,7 @@ def test_yaml_numbers_written_as_text_are_numbers():
     ({"tracking": {"save": "sometimes"}}, "tracking.save",
      "tracking.save: 'sometimes' is not allowed; expected one of 'auto', 'always', 'never'"),
     ({"train": {"lr": -1}}, "train.lr", "train.lr: -1 is not allowed; expected a number or null > 0"),
-    ({"shots": -1}, "shots", "shots: -1 is not allowed; expected an integer >= 0"),
+    ({"shots": -1}, "shots", "shots: -1 is not allowed; expected an integer in [0, 100000]"),
     ({"max_steps": 3}, "max_steps", "unknown field(s) ['max_steps'] (did you mean train.max_steps?)"),
     ({"train": {"steps": 3}}, "train.steps", "train: unknown field(s) ['steps']"),
     ({"method": {"r": 4}}, "method", "method: a mapping needs 'name'"),
@@ -112,10 +112,10 @@ def test_flag_typed_wins_over_the_file(tmp_path):
 
 @pytest.mark.parametrize("argv, expected", [
     (["--method", "lora", "--option", "r=abc"], "method.r (--option r=...): 'abc' is not allowed; expected an "
-                                                "integer >= 1"),
+                                                "integer in [1, 1024]"),
     (["--method", "lora", "--option", "r=0"], "method.r (--option r=...): 0 is not allowed"),
     (["--method", "icl", "--option", "demos_per_class=-1"], "method.demos_per_class (--option demos_per_class=...): "
-                                                            "-1 is not allowed; expected an integer >= 0"),
+                                                            "-1 is not allowed; expected an integer in [0, 64]"),
     (["--lr", "-3"], "train.lr (--lr): -3 is not allowed"),
     (["--save", "sometimes"], "tracking.save (--save): 'sometimes' is not allowed; expected one of 'auto', "
                               "'always', 'never'"),
@@ -174,3 +174,68 @@ def test_same_method_flag_keeps_the_file_options(tmp_path):
     assert run_config(build_parser().parse_args(["train", "--config", str(path), "--method", "lora"])).method.r == 4
     other = run_config(build_parser().parse_args(["train", "--config", str(path), "--method", "bitfit"]))
     assert other.method_name == "bitfit"
+
+
+# --- every number has bounds: a typo never reaches a run as inf, 1e30 or 8 million --------------------------
+
+def declared_classes() -> list[type]:
+    """Every config section and method options class: the recipes and methods imported, `Section` walked."""
+    import dataclasses
+    import importlib
+    import pkgutil
+
+    from workbench.adaptation import all_methods
+    from workbench.config.fields import Section
+
+    for module in pkgutil.walk_packages(wb.__path__, "workbench."):
+        if module.name.startswith(("workbench.recipes.", "workbench.adaptation.")):
+            importlib.import_module(module.name)
+    found: list[type] = [m.options for m in all_methods().values()]
+    todo = [Section]
+    while todo:
+        cls = todo.pop()
+        todo.extend(cls.__subclasses__())
+        if dataclasses.is_dataclass(cls) and cls not in found:
+            found.append(cls)
+    return found
+
+
+def numeric_fields():
+    import typing
+
+    from workbench.config.fields import alternatives, declared_fields, meta
+
+    for cls in declared_classes():
+        hints = typing.get_type_hints(cls)
+        for f in declared_fields(cls):
+            kinds = [inner for k in alternatives(hints[f.name])
+                     for inner in (typing.get_args(k) if typing.get_origin(k) in (list, tuple) else (k,))]
+            if (int in kinds or float in kinds) and meta(f, "choices") is None:
+                yield pytest.param(cls, f, hints[f.name], id=f"{cls.__name__}.{f.name}")
+
+
+def test_the_walk_finds_every_kind_of_section():
+    names = {cls.__name__ for cls in declared_classes()}
+    assert {"TrainConfig", "RunConfig", "SweepConfig", "CompareConfig", "LoraOptions", "PretrainConfig",
+            "TuneConfig", "CotEvalConfig"} <= names
+
+
+@pytest.mark.parametrize("cls, f, hint", list(numeric_fields()))
+def test_every_number_field_has_an_upper_bound_and_refuses_infinity(cls, f, hint):
+    from workbench.config.fields import alternatives, check_value, meta
+
+    assert meta(f, "max") is not None, f"{cls.__name__}.{f.name} has no upper bound (option(..., max=...))"
+    with pytest.raises(ConfigError, match=r"x\.y: .* is not allowed; expected"):
+        check_value(f, hint, meta(f, "max") + 1, "x.y")
+    if float in alternatives(hint):
+        for value in (float("inf"), float("-inf"), "inf", float("nan")):
+            with pytest.raises(ConfigError, match="is not allowed"):
+                check_value(f, hint, value, "x.y")
+
+
+def test_a_list_of_seeds_holds_each_seed_to_the_bounds():
+    from workbench.recipes.compare import CompareConfig
+
+    with pytest.raises(ConfigError, match=r"compare.seeds: \[13, 4294967296\] is not allowed"):
+        CompareConfig(seeds=[13, 2**32])
+    assert CompareConfig(seeds=[0, 2**32 - 1]).seeds == [0, 2**32 - 1]

@@ -250,14 +250,26 @@ def test_failed_trial_is_recorded_and_the_study_goes_on(tmp_path, tiny_mlm_dir, 
 
 
 @requires_data("sst2")
-def test_trials_that_always_fail_stop_the_sweep(tmp_path, tiny_mlm_dir, capsys):
+def test_trials_that_always_fail_stop_the_sweep(tmp_path, tiny_mlm_dir, capsys, monkeypatch):
+    import workbench.recipes.sweep as sweep_mod
+
     folder, verbalizer = tiny_mlm_dir
-    code = main(["sweep", "--method", "prompt-finetune", "--model", str(folder), "--shots", "4", "--max-steps", "2",
-                 "--verbalizer-file", str(verbalizer), "--param", "template_id=99", "--max-failures", "2",
-                 "--storage", f"sqlite:///{tmp_path / 'optuna.db'}", "--no-progress"])
+    argv = ["sweep", "--method", "prompt-finetune", "--model", str(folder), "--shots", "4", "--max-steps", "2",
+            "--verbalizer-file", str(verbalizer), "--max-failures", "2", "--storage",
+            f"sqlite:///{tmp_path / 'optuna.db'}", "--no-progress"]
+    # A bad input the run's own checks see is refused once, before the first trial (no trial is started for it).
+    assert main([*argv, "--param", "template_id=99"]) == 2
+    err = capsys.readouterr().err
+    assert "no template with id 99" in err and "trials in a row" not in err
+
+    def failing(cfg, **kw):  # a failure only a trial meets (a crash while training)
+        raise ConfigError("simulated failure inside a trial")
+
+    monkeypatch.setattr(sweep_mod, "train", failing)
+    code = main(argv)
     assert code == 2
     err = capsys.readouterr().err
-    assert "2 trials in a row failed; last error: ConfigError:" in err and "no template with id 99" in err
+    assert "2 trials in a row failed; last error: ConfigError:" in err and "simulated failure inside a trial" in err
 
 
 @requires_data("sst2")

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 
 from workbench.adaptation.registry import BuildContext, Method, register_method
 from workbench.config import Categorical, Float, MethodOptions, SearchSpace, option
+from workbench.config.fields import LR_MAX
 
 
 @dataclass
@@ -21,8 +22,9 @@ class FinetuneOptions(MethodOptions):
                           help="features for the head: the mean of the final hidden states over the input's tokens, "
                                "or the state at the read-out position ([CLS], or the last token of a causal LM)")
     head_lr: float | None = option(
-        1e-2, above=0, help="learning rate of the new classification head; null: train.lr. The head starts from "
-                            "random weights and needs a far larger rate than the pretrained body")
+        1e-2, above=0, max=LR_MAX, help="learning rate of the new classification head; null: train.lr. The head "
+                                        "starts from random weights and needs a far larger rate than the pretrained "
+                                        "body")
     head_init: str = option("random", choices=("random", "probe"),
                             help="random, or probe: fit a logistic regression on the frozen body's features of the "
                                  "training examples first and start the head there (linear probing, then "

@@ -17,7 +17,7 @@ CONTENT_FREE = "N/A"
 
 @dataclass
 class ICLOptions(MethodOptions):
-    demos_per_class: int = option(1, min=0, help="demonstrations per class before each input (0 = zero-shot)")
+    demos_per_class: int = option(1, min=0, max=64, help="demonstrations per class before each input (0 = zero-shot)")
     calibrate: bool = option(False, help="contextual calibration: subtract the scores of a content-free input")
     separator: str = option("\n\n", help="text between demonstrations and before the input")
 

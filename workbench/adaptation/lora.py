@@ -20,8 +20,8 @@ DEFAULT_TARGETS = {
 
 @dataclass
 class LoraOptions(MethodOptions):
-    r: int = option(8, min=1, help="rank of the low-rank update")
-    alpha: int = option(16, min=1, help="scaling numerator: the update is scaled by alpha / r")
+    r: int = option(8, min=1, max=1024, help="rank of the low-rank update")
+    alpha: int = option(16, min=1, max=65536, help="scaling numerator: the update is scaled by alpha / r")
     dropout: float = option(0.05, min=0, max=0.9, help="dropout on the adapter's input")
     target_modules: list[str] | None = option(None, help="names of the linear modules to adapt; null: the "
                                                          "architecture's query and value projections")

@@ -13,10 +13,10 @@ from workbench.config import Categorical, Float, MethodOptions, SearchSpace, opt
 
 @dataclass
 class PrefixOptions(MethodOptions):
-    num_virtual_tokens: int = option(10, min=1, help="prefix length at every layer")
+    num_virtual_tokens: int = option(10, min=1, max=1024, help="prefix length at every layer")
     projection: bool = option(True, help="the MLP reparameterisation of Li & Liang")
-    encoder_hidden_size: int = option(512, min=1, help="hidden size of the reparameterisation MLP")
-    init_std: float = option(0.02, min=0, help="prefixes start near zero (PEFT's N(0, 1) hides the zero-shot "
+    encoder_hidden_size: int = option(512, min=1, max=65536, help="hidden size of the reparameterisation MLP")
+    init_std: float = option(0.02, min=0, max=10, help="prefixes start near zero (PEFT's N(0, 1) hides the zero-shot "
                                                "model)")
     head: str = option("verbalizer", choices=HEADS, help=HEAD_HELP)
 

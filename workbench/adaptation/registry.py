@@ -96,7 +96,8 @@ class Method:
     after_build: Callable[[BuildContext, Any, PromptClassifier, PromptEncoder], PromptEncoder] | None = None
     # A method that is a job of several models (PET's ensemble and distillation) names the function that runs it
     # in place of the one-model recipe, as "module:function" with `workbench.train`'s signature; `build` then
-    # builds one of its models. Named, not imported: the library never imports a recipe.
+    # builds one of its models. Named, not imported: the library never imports a recipe. The module's `plan(cfg)`
+    # checks a config without loading a model (what a sweep or a comparison runs once, before its first run).
     recipe: str | None = None
     # False: runs with no labelled examples (`shots: 0`) are allowed (zero-shot PET/iPET).
     needs_shots: bool = True

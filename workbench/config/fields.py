@@ -27,6 +27,18 @@ from workbench.errors import ConfigError
 
 ROLES = ("study", "search", "budget", "neutral")
 
+# Upper bounds shared by the fields that count the same things. Generous: far above any run of this workbench, far
+# below what turns a typo (`--grad-accum 8000000`, `--seed 1e30`) into a late overflow, an 8-million-example step or
+# an allocation of hundreds of gigabytes after the model has loaded. Every int and float field has an upper bound
+# (tests/test_config.py walks them all).
+SEED_MAX = 2**32 - 1  # numpy's seeds are 32-bit; torch's and Python's take these too
+STEPS_MAX = 10_000_000  # optimizer steps, evaluation and checkpoint intervals
+ROWS_MAX = 1_000_000_000  # rows, records and examples of a split
+BATCH_MAX = 4096  # examples in one forward pass
+TOKENS_MAX = 1_048_576  # tokens of one input or one generation
+LR_MAX = 10.0  # a learning rate; 10 is already far past any that trains
+TRIALS_MAX = 100_000  # trials of a study, models of a job
+
 
 def option(default: Any = MISSING, *, help: str, role: str = "search", choices: typing.Iterable | None = None,
            min: float | None = None, max: float | None = None, above: float | None = None,
@@ -139,21 +151,30 @@ def coerce(value: Any, hint: Any) -> Any:
     return value
 
 
+def _bound(x: float | None) -> str | None:
+    """A bound as its reader expects it: an integer in full (4294967295, not 4.29497e+09), a float short."""
+    if x is None:
+        return None
+    return str(x) if isinstance(x, int) else f"{x:g}"
+
+
 def expectation(f: dataclasses.Field, hint: Any) -> str:
     """What the field accepts, in words: the second half of every validation message."""
     if meta(f, "choices") is not None:
         allowed = ", ".join(repr(c) for c in meta(f, "choices"))
         return f"one of {allowed}" + (" or null" if type(None) in alternatives(hint) else "")
     text = describe_type(hint)
-    lo, hi, above = meta(f, "min"), meta(f, "max"), meta(f, "above")
+    lo, hi, above = (_bound(meta(f, k)) for k in ("min", "max", "above"))
     if lo is not None and hi is not None:
-        text += f" in [{lo:g}, {hi:g}]"
+        text += f" in [{lo}, {hi}]"
     elif lo is not None:
-        text += f" >= {lo:g}"
+        text += f" >= {lo}"
+    elif above is not None and hi is not None:
+        text += f" > {above} and <= {hi}"
     elif above is not None:
-        text += f" > {above:g}"
+        text += f" > {above}"
     elif hi is not None:
-        text += f" <= {hi:g}"
+        text += f" <= {hi}"
     return text
 
 
@@ -171,13 +192,16 @@ def check_value(f: dataclasses.Field, hint: Any, value: Any, path: str) -> Any:
     choices = meta(f, "choices")
     if choices is not None and value not in choices:
         refuse()
-    if isinstance(value, (int, float)) and not isinstance(value, bool):
-        if isinstance(value, float) and math.isnan(value):
-            refuse()
-        lo, hi, above = meta(f, "min"), meta(f, "max"), meta(f, "above")
-        if (lo is not None and value < lo) or (hi is not None and value > hi) or \
-                (above is not None and value <= above):
-            refuse()
+    # A list of numbers (seeds) holds each to the field's bounds.
+    numbers = value if isinstance(value, (list, tuple)) else [value]
+    for number in numbers:
+        if isinstance(number, (int, float)) and not isinstance(number, bool):
+            if isinstance(number, float) and not math.isfinite(number):  # nan, inf and -inf: never a setting
+                refuse()
+            lo, hi, above = meta(f, "min"), meta(f, "max"), meta(f, "above")
+            if (lo is not None and number < lo) or (hi is not None and number > hi) or \
+                    (above is not None and number <= above):
+                refuse()
     return value
 
 

@@ -22,7 +22,8 @@ import difflib
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
-from workbench.config.fields import MethodOptions, Section, declared_fields, meta, option, validate
+from workbench.config.fields import (BATCH_MAX, LR_MAX, ROWS_MAX, SEED_MAX, STEPS_MAX, TOKENS_MAX, MethodOptions,
+                                     Section, declared_fields, meta, option, validate)
 from workbench.data.registry import TaskSpec
 from workbench.errors import ConfigError
 from workbench.prompts.template import Template
@@ -38,27 +39,30 @@ class PromptConfig(Section):
     template: str | Template | None = option(
         None, role="search", help="template file (one OpenPrompt-syntax template per line) or a Template object; "
                                   "default: the task's built-in file")
-    template_id: int = option(0, min=0, help="0-based line number of the template in the template file")
+    template_id: int = option(0, min=0, max=100_000, help="0-based line number of the template in the template file")
     verbalizer: str | Verbalizer | None = option(
         None, role="search", help="verbalizer file (one line of label words per class) or a Verbalizer object; "
                                   "default: the task's built-in file")
     multi_token: str | None = option(None, choices=("first", "mean"),
                                      help="how label words of several tokens are scored (required for such words)")
-    max_seq_length: int = option(128, min=8, help="tokens per input, template included (capped by the model)")
+    max_seq_length: int = option(128, min=8, max=TOKENS_MAX,
+                                 help="tokens per input, template included (capped by the model)")
 
 
 @dataclass
 class TrainConfig(Section):
     section: ClassVar[str] = "train"
-    max_steps: int = option(30, role="budget", min=1, help="optimizer steps")
-    lr: float | None = option(None, above=0, help="learning rate; null: the method's default")
-    batch_size: int | None = option(None, min=1, help="examples per optimizer step (before accumulation); null: the "
-                                                      "method's default (`workbench methods NAME`)")
-    grad_accum: int = option(1, min=1, help="batches accumulated per optimizer step")
+    max_steps: int = option(30, role="budget", min=1, max=STEPS_MAX, help="optimizer steps")
+    lr: float | None = option(None, above=0, max=LR_MAX, help="learning rate; null: the method's default")
+    batch_size: int | None = option(None, min=1, max=BATCH_MAX,
+                                    help="examples per optimizer step (before accumulation); null: the "
+                                         "method's default (`workbench methods NAME`)")
+    grad_accum: int = option(1, min=1, max=1024, help="batches accumulated per optimizer step")
     warmup_ratio: float = option(0.1, min=0, max=1, help="fraction of steps with a linear warm-up")
-    weight_decay: float = option(0.0, min=0, help="AdamW weight decay (not on biases and norms)")
-    eval_every: int = option(10, role="budget", min=1, help="evaluate on the few-shot dev split every N steps")
-    patience: int | None = option(None, role="budget", min=1,
+    weight_decay: float = option(0.0, min=0, max=10, help="AdamW weight decay (not on biases and norms)")
+    eval_every: int = option(10, role="budget", min=1, max=STEPS_MAX,
+                             help="evaluate on the few-shot dev split every N steps")
+    patience: int | None = option(None, role="budget", min=1, max=STEPS_MAX,
                                   help="evaluations without improvement before stopping; null: never stop early")
     compile: str = option("auto", role="neutral", choices=("auto", "off", "max"),
                           help="torch.compile the training and evaluation steps over length buckets (CUDA graphs on "
@@ -70,9 +74,9 @@ class EvalConfig(Section):
     section: ClassVar[str] = "eval"
     split: str | None = option(None, role="study", help="split of the reported number; null: the task's own "
                                                         "(test for sst2, dev for rte)")
-    limit: int | None = option(None, role="budget", min=1,
+    limit: int | None = option(None, role="budget", min=1, max=ROWS_MAX,
                                help="evaluate on the first N rows of that split only (smoke runs; logged)")
-    batch_size: int = option(32, role="neutral", min=1, help="examples per evaluation batch")
+    batch_size: int = option(32, role="neutral", min=1, max=BATCH_MAX, help="examples per evaluation batch")
 
 
 @dataclass
@@ -100,9 +104,10 @@ class RunConfig(Section):
 
     task: str | TaskSpec = option("sst2", role="study", help="built-in task name, task YAML file or TaskSpec")
     model: str = option(DEFAULT_MODEL, role="study", help="offline alias, local folder or Hugging Face id")
-    shots: int = option(16, role="study", min=0, help="training examples per class (the dev split: the same); 0: "
-                                                      "no labelled examples (zero-shot PET/iPET)")
-    seed: int = option(13, role="study", help="seed of the few-shot split and of training")
+    shots: int = option(16, role="study", min=0, max=100_000,
+                        help="training examples per class (the dev split: the same); 0: "
+                             "no labelled examples (zero-shot PET/iPET)")
+    seed: int = option(13, role="study", min=0, max=SEED_MAX, help="seed of the few-shot split and of training")
     method: Any = field(default=DEFAULT_METHOD)  # a MethodOptions object; its class names the method
     prompt: PromptConfig = field(default_factory=PromptConfig)
     train: TrainConfig = field(default_factory=TrainConfig)

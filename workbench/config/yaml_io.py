@@ -1,9 +1,9 @@
 """Reading the files a user hands over: text and YAML, every problem one line that names the file.
 
 `read_text_file(path, what)` is the one way a text file is read (templates, verbalizers, task data, predict
-input, YAML): a missing file, a directory, a file that is not UTF-8 each get a one-line ConfigError naming
-the file (and, for bad bytes, the line), and a UTF-8 byte-order mark at the start is dropped, so a file
-saved by Notepad reads the same as one without it.
+input, YAML): a missing file, a directory, a pipe or a device, a file over the size cap, a file that is not
+UTF-8 each get a one-line ConfigError naming the file (and, for bad bytes, the line), and a UTF-8 byte-order
+mark at the start is dropped, so a file saved by Notepad reads the same as one without it.
 
 `load_yaml_file(path, what)` is the one way a YAML file is read (run configs, search spaces, task files).
 It is PyYAML's safe loader with three refusals, each naming file and line:
@@ -25,24 +25,17 @@ from typing import Any
 import yaml
 
 from workbench.errors import ConfigError
+from workbench.io import TEXT_MAX_BYTES, read_bytes
 
 BOM = "\ufeff"
 MAX_DEPTH = 64  # mappings/lists inside each other; a config needs a handful
 
 
-def read_text_file(path: str | Path, what: str = "file") -> str:
+def read_text_file(path: str | Path, what: str = "file", max_bytes: int = TEXT_MAX_BYTES) -> str:
     """The file's text: UTF-8, a leading byte-order mark dropped; a one-line ConfigError naming the file if it
-    is missing, a directory, unreadable or not UTF-8."""
-    path = Path(path)
-    if path.is_dir():
-        raise ConfigError(f"{path}: is a directory, not a file; give the path of the {what} itself")
-    try:
-        data = path.read_bytes()
-    except FileNotFoundError:
-        raise ConfigError(f"{path}: {what} not found") from None
-    except OSError as e:
-        raise ConfigError(f"{path}: cannot read the {what} ({e.strerror or type(e).__name__})") from None
-    return decode_utf8(data, path, what)
+    is missing, a directory, a pipe or device (`workbench.io`: refused before it is opened, which would block or
+    never end), larger than `max_bytes`, unreadable or not UTF-8."""
+    return decode_utf8(read_bytes(path, what, max_bytes), path, what)
 
 
 def decode_utf8(data: bytes, path: str | Path, what: str = "file") -> str:

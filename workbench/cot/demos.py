@@ -20,6 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
+from workbench import io
 from workbench.cot.prompts import Demo, question_block
 from workbench.errors import ConfigError
 
@@ -132,7 +133,7 @@ def read_demo_file(path: str | Path, task: str | None = None, flag: str = "--dem
     if not path.is_file():
         raise ConfigError(f"{where}: no such file")
     try:
-        data = json.loads(path.read_text(encoding="utf-8"))
+        data = json.loads(io.read_bytes(path, "demonstrations file").decode("utf-8"))
     except (OSError, UnicodeDecodeError) as e:
         raise ConfigError(f"{where}: not readable ({e})") from None
     except json.JSONDecodeError as e:

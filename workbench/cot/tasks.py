@@ -14,6 +14,7 @@ from pathlib import Path
 
 import yaml
 
+from workbench import io
 from workbench.cot.answers import ANSWER_TYPES, normalize
 from workbench.data.registry import DATA_DIR_ENV
 from workbench.errors import ConfigError, WorkbenchError
@@ -106,7 +107,7 @@ def _user_task(path: Path, flag: str) -> CotTask:
     if not path.is_file():
         raise ConfigError(f"{flag} {path}: no such file")
     try:
-        spec = yaml.safe_load(path.read_text(encoding="utf-8"))
+        spec = yaml.safe_load(io.read_bytes(path, "task file").decode("utf-8"))
     except (OSError, UnicodeDecodeError, yaml.YAMLError) as e:
         raise ConfigError(f"{path}: not readable as YAML ({str(e).splitlines()[0]})") from None
     if not isinstance(spec, dict):
@@ -146,7 +147,7 @@ def _read_records(path: Path) -> list[dict]:
     if not path.is_file():
         raise WorkbenchError(f"{path} does not exist (check {DATA_DIR_ENV}, or the YAML file's `data`)")
     try:
-        text = path.read_text(encoding="utf-8")
+        text = io.read_bytes(path, "data file", io.DATA_MAX_BYTES).decode("utf-8")
     except (OSError, UnicodeDecodeError) as e:
         raise ConfigError(f"{path}: not readable as UTF-8 text ({e})") from None
     if text.lstrip().startswith("["):

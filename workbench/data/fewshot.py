@@ -4,11 +4,13 @@ same size for model selection, both drawn from the training split with a seed.""
 from __future__ import annotations
 
 import hashlib
+import os
 import random
 from dataclasses import dataclass
+from pathlib import Path
 
-from workbench.errors import WorkbenchError
 from workbench.data.registry import Example, TaskSpec
+from workbench.errors import ConfigError, WorkbenchError
 
 
 @dataclass(frozen=True)
@@ -57,3 +59,63 @@ def few_shot_split(task: TaskSpec, shots: int, seed: int) -> FewShotSplit:
     rng = random.Random(seed + 1)
     rng.shuffle(train)
     return FewShotSplit(task=task.name, shots=shots, seed=seed, train=train, dev=dev)
+
+
+def check_classes(task: TaskSpec) -> None:
+    """A classification task needs two classes at least: with one, every prediction is right, and the training
+    loss is zero from the first step (scikit-learn and the metrics only warn)."""
+    if task.num_classes < 2:
+        where = f" ({task.source})" if task.source != "builtin" else ""
+        raise ConfigError(f"task {task.name!r}{where}: label_names {list(task.label_names)} names "
+                          f"{task.num_classes} class; a classification task needs at least two", field="task")
+
+
+def check_no_leakage(task: TaskSpec, eval_split: str, shots: int, field: str | None = "eval.split") -> None:
+    """The reported split must hold no row the few-shot examples are drawn from (the train split): the same split
+    (`eval.split: train`), or a file that is the train file (the same path, or the same bytes). A zero-shot run
+    (`shots: 0`) draws nothing, so any split is fair. `field`: the config field that chose the split (None: the
+    task's own default)."""
+    if shots == 0:
+        return
+    problem = None
+    if eval_split == "train":
+        problem = "is the split the few-shot training and dev examples are drawn from"
+    else:
+        folder = task.resolve_data_dir()
+        if folder is not None and "train" in task.files and eval_split in task.files:
+            train, other = folder / task.files["train"], folder / task.files[eval_split]
+            if _same_path(train, other):
+                problem = f"reads {task.files[eval_split]}, the train split's own file"
+            elif _same_bytes(train, other):
+                problem = f"reads {task.files[eval_split]}, a copy of the train split's {task.files['train']}"
+    if problem is None:
+        return
+    source = f" ({task.source})" if task.source != "builtin" else ""
+    chosen = f"{field}: " if field else f"task {task.name!r}{source}: its evaluation split "
+    raise ConfigError(f"{chosen}{eval_split!r} {problem}: the evaluation rows would include training rows; "
+                      f"evaluate on a split of its own (test or dev)", field=field)
+
+
+def _same_path(a: Path, b: Path) -> bool:
+    try:
+        return a.resolve() == b.resolve() or os.path.samefile(a, b)
+    except OSError:  # a file that cannot be read is the reader's to report
+        return False
+
+
+def _same_bytes(a: Path, b: Path) -> bool:
+    """Two regular files of the same size and bytes (a copy); the digest is read only when the sizes agree."""
+    try:
+        if not (a.is_file() and b.is_file()) or a.stat().st_size != b.stat().st_size:
+            return False
+        return _digest(a) == _digest(b)
+    except OSError:
+        return False
+
+
+def _digest(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()

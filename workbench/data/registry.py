@@ -209,12 +209,13 @@ def read_table(path: str | Path, what: str = "data file", suffix: str | None = N
     """A .tsv, .csv, .jsonl or .json file (by `suffix`, default the file's own) as records; every problem is a
     one-line ConfigError naming the file and line (or record)."""
     from workbench.config.yaml_io import read_text_file
+    from workbench.io import DATA_MAX_BYTES
 
     path = Path(path)
     suffix = (suffix or path.suffix).lower()
     if suffix not in DATA_SUFFIXES:
         raise ConfigError(f"{path}: unsupported file type {path.suffix!r}; use {', '.join(DATA_SUFFIXES)}")
-    text = read_text_file(path, what)
+    text = read_text_file(path, what, DATA_MAX_BYTES)
     header: tuple[str, ...] | None = None
     rows: list[tuple[int, dict]] = []
     unit = "line"
@@ -343,6 +344,7 @@ def load_task_yaml(path: str | Path) -> TaskSpec:
     import yaml
 
     from workbench.config.yaml_io import yaml_mapping, yaml_repr
+    from workbench.io import DATA_MAX_BYTES, TEXT_MAX_BYTES
 
     path = Path(path)
     doc = yaml_mapping(path, "task file", f"a mapping of task fields ({', '.join(TASK_FIELDS)})")
@@ -403,6 +405,7 @@ def load_task_yaml(path: str | Path) -> TaskSpec:
             raise ConfigError(f"{at}: {where} is a directory, not a data file")
         if not where.exists():
             raise ConfigError(f"{at}: {where} does not exist")
+        _regular_file(where, "data file", DATA_MAX_BYTES, at)
     text_fields = str_list("text_fields", "each text field once")
     label_names = str_list("label_names", "every class needs its own name")
     label_values = (str_list("label_values", "two classes cannot share a raw label value")
@@ -419,6 +422,10 @@ def load_task_yaml(path: str | Path) -> TaskSpec:
         raise ConfigError(f"{doc.where('eval_split')}: 'eval_split' {eval_split!r} is not one of the files "
                           f"{sorted(files)}")
 
+    if len(label_names) < 2:
+        raise ConfigError(f"{doc.where('label_names')}: label_names: {list(label_names)} names one class; a "
+                          f"classification task needs at least two")
+
     def prompt_file(key: str, example: str) -> str | None:
         """A template, verbalizer or unlabelled file, relative to the task file; its lines are checked when a run
         reads it."""
@@ -433,6 +440,8 @@ def load_task_yaml(path: str | Path) -> TaskSpec:
             raise ConfigError(f"{doc.where(key)}: {key}: {where} is a directory, not a file")
         if not where.exists():
             raise ConfigError(f"{doc.where(key)}: {key}: {where} does not exist")
+        _regular_file(where, f"{key} file", DATA_MAX_BYTES if key == "unlabeled" else TEXT_MAX_BYTES,
+                      f"{doc.where(key)}: {key}")
         return str(where)
 
     return TaskSpec(
@@ -451,6 +460,17 @@ def load_task_yaml(path: str | Path) -> TaskSpec:
         verbalizer_file=prompt_file("verbalizer", "verbalizer.txt"),
         unlabeled_file=prompt_file("unlabeled", "unlabeled.tsv"),
     )
+
+
+def _regular_file(path: Path, what: str, max_bytes: int, at: str) -> None:
+    """A file the task YAML names must be a regular file within the cap (`workbench.io`): a pipe would block the
+    run when the file is read, later; here the message names the YAML's line."""
+    from workbench.io import check_regular_file
+
+    try:
+        check_regular_file(path, what, max_bytes)
+    except ConfigError as e:
+        raise ConfigError(f"{at}: {e}") from None
 
 
 def get_task(name_or_path: str | TaskSpec) -> TaskSpec:

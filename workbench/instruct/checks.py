@@ -126,14 +126,13 @@ def input_file(path: str | os.PathLike, flag: str, what: str = "file") -> Path:
 
 
 def read_bytes(path: Path, expected: str) -> bytes:
-    """The file's bytes; one line naming it when it is a folder (`expected` says what was wanted instead) or
-    cannot be read."""
-    try:
-        return path.read_bytes()
-    except IsADirectoryError:
-        raise ConfigError(f"{path}: is a folder; {expected}") from None
-    except OSError as e:
-        raise ConfigError(f"{path}: cannot be read ({e.strerror or e})") from None
+    """The file's bytes; one line naming it when it is a folder (`expected` says what was wanted instead), a pipe
+    or a device (refused before it is opened: `workbench.io`), larger than a data file may be, or unreadable."""
+    from workbench import io
+
+    if path.is_dir():
+        raise ConfigError(f"{path}: is a folder; {expected}")
+    return io.read_bytes(path, "file", io.DATA_MAX_BYTES)
 
 
 def read_text_lines(path: Path, what: str = "file"):

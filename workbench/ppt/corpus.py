@@ -13,6 +13,7 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
+from workbench import io
 from workbench.errors import ConfigError
 
 TEXT_SUFFIXES = (".txt", ".md")
@@ -72,7 +73,10 @@ def read_corpus(path: str | Path, text_field: str = "text") -> list[Document]:
 
 
 def _read_text(path: Path) -> str:
-    raw = path.read_bytes()
+    try:
+        raw = io.read_bytes(path, "corpus file", io.DATA_MAX_BYTES)
+    except ConfigError as e:  # a pipe, a device, a file over the cap
+        raise ConfigError(str(e), field="corpus") from None
     bom = 3 if raw.startswith(b"\xef\xbb\xbf") else 0
     try:
         return raw[bom:].decode("utf-8")

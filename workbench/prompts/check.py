@@ -23,6 +23,7 @@ from pathlib import Path
 from workbench.config.yaml_io import read_text_file
 from workbench.errors import ConfigError
 from workbench.prompts.template import (
+    NO_INPUT,
     PLACEHOLDERS,
     Template,
     parse_template,
@@ -94,6 +95,8 @@ def _check_templates(path: Path, text: str, task) -> list[Problem]:
             continue
         if not template.has_mask:
             problems.append(Problem(where, 'template has no {"mask"}; prompt methods read the label word at the mask'))
+        if not template.fields_used():
+            problems.append(Problem(where, NO_INPUT))
         if task is not None:
             problems.extend(_task_fields(template, where, task))
     return problems

@@ -51,6 +51,12 @@ from pathlib import Path
 from workbench.errors import ConfigError
 
 PLACEHOLDERS = ("text_a", "text_b")
+# Soft tokens one template may ask for: far above any published prompt (P-tuning: a few dozen), far below a count
+# (`"duplicate": 100000000`) whose embeddings would exhaust memory before any input could fit the context.
+MAX_SOFT_TOKENS = 1024
+# A template with no placeholder or meta field (`{"mask"}` alone) gives every example the same prompt.
+NO_INPUT = ('template has no input field ({"placeholder": "text_a"} or {"meta": ...}); every example would read '
+            'the same prompt')
 # OpenPrompt's special-token names -> the tokenizer attribute holding that token's id
 SPECIAL_TOKENS = {"sep": "sep_token_id", "cls": "cls_token_id", "eos": "eos_token_id", "bos": "bos_token_id"}
 
@@ -473,6 +479,9 @@ def _parse_template(text: str, source: str) -> Template:
             count = frag.get("duplicate")
             if count is not None and (isinstance(count, bool) or not isinstance(count, int) or count < 1):
                 raise ConfigError(f"{source}: 'duplicate' must be a positive integer, got {count!r}")
+            if count is not None and count > MAX_SOFT_TOKENS:
+                raise ConfigError(f"{source}: 'duplicate' asks for {count} soft tokens; a template may hold at most "
+                                  f"{MAX_SOFT_TOKENS}")
             if count is not None and init:
                 raise ConfigError(f"{source}: 'duplicate' repeats random soft tokens ({{\"soft\": null, \"duplicate\": "
                                   f"N}}); a soft token initialised from words gets one token per word")
@@ -485,6 +494,10 @@ def _parse_template(text: str, source: str) -> Template:
             if isinstance(frag["text"], bool) or not isinstance(frag["text"], (str, int, float)):
                 raise ConfigError(f"{source}: 'text' needs a string, got {frag['text']!r}")
             segments.append(Segment("text", str(frag["text"]), bool(short is not None and _as_bool(short, source))))
+    soft = sum(s.kind == "soft" for s in segments)
+    if soft > MAX_SOFT_TOKENS:
+        raise ConfigError(f"{source}: the template asks for {soft} soft tokens; a template may hold at most "
+                          f"{MAX_SOFT_TOKENS}")
     masks = sum(s.kind == "mask" for s in segments)
     if masks > 1:
         raise ConfigError(f"{source}: template has {masks} masks; only single-mask templates are supported")

@@ -17,12 +17,13 @@ from dataclasses import dataclass, field
 from typing import ClassVar
 
 from workbench.config import Section, option, validate as validate_fields
+from workbench.config.fields import SEED_MAX
 from workbench.config.run import DEFAULT_MODEL, RunConfig
 from workbench.data import TaskSpec
 from workbench.data.metrics import EvalScope
 from workbench.errors import ConfigError, WorkbenchError
 from workbench.progress import duration
-from workbench.recipes.train import RunResult, identity_params, train
+from workbench.recipes.train import RunResult, check_run, identity_params, train
 from workbench.stats import PairedDifference, mean_sd
 from workbench.stats import paired_difference as paired_scores
 
@@ -39,9 +40,9 @@ class CompareConfig(Section):
     methods: list[str] = option(default_factory=lambda: ["finetune", "prompt-finetune", "icl"], role="study",
                                 help="methods to compare, each on every seed")
     model: str = option(DEFAULT_MODEL, role="study", help="offline alias, local folder or Hugging Face id")
-    shots: int = option(16, role="study", min=1, help="training examples per class")
+    shots: int = option(16, role="study", min=1, max=100_000, help="training examples per class")
     seeds: list[int] = option(default_factory=lambda: list(PROTOCOL_SEEDS), role="study",
-                              help="few-shot split and training seeds; every method runs on each")
+                              min=0, max=SEED_MAX, help="few-shot split and training seeds; every method runs on each")
     overrides: dict = option(default_factory=dict, role="budget",
                              help="dotted run-config fields shared by every run, e.g. {'train.max_steps': 20}")
     configs: dict = option(default_factory=dict, help="method -> dotted overrides; skips the sweep look-up")
@@ -227,6 +228,8 @@ def compare(cfg: CompareConfig, log=print) -> CompareResult:
     configs = {m: [run_config(cfg, m, seed, plans[m][0]) for seed in cfg.seeds] for m in cfg.methods}
     first = configs[cfg.methods[0]][0]
     uri = check_tracking_uri(first.tracking.uri)
+    for runs in configs.values():  # each method's input once (template, verbalizer, splits), before the first run
+        check_run(runs[0])
     task = get_task(cfg.task)
     scope = expected_scope(first, task)  # reads the evaluation split: missing data fails before the model loads
     ref = resolve_model(cfg.model)

@@ -25,7 +25,7 @@ from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import ClassVar
 
-from workbench.config.fields import Section, option
+from workbench.config.fields import ROWS_MAX, SEED_MAX, TOKENS_MAX, Section, option
 from workbench.cot.answers import extract
 from workbench.cot.prompts import DEMO_MODES, MODES, STEP_BY_STEP, Demo, answer_prompt, first_prompt, manual_demos
 from workbench.cot.tasks import CotTask, Question, load_cot_task
@@ -118,13 +118,15 @@ class CotDemosConfig(Section):
                                               "aqua) or a task YAML file")
     out: str = option("demos.json", role="neutral",
                       help="the demo file; beside it <out>.pool.jsonl (the rationales, for resuming) and <out>.png")
-    k: int | None = option(None, min=1, help="clusters = demonstrations (default: the task's, 8 for arithmetic, 4 "
-                                             "for AQuA)")
+    k: int | None = option(None, min=1, max=256,
+                           help="clusters = demonstrations (default: the task's, 8 for arithmetic, 4 "
+                                "for AQuA)")
     encoder: str = option("minilm-l6", role="study", help="sentence encoder for clustering (mean pooling)")
-    limit: int | None = option(None, min=1, role="budget", help="the task's first N questions form the pool "
-                                                               "(default: all)")
-    max_tokens: int = option(256, min=1, role="budget", help="tokens of each Zero-shot-CoT rationale")
-    seed: int = option(192, help="k-means seed (Auto-CoT's default 192)")
+    limit: int | None = option(None, min=1, max=ROWS_MAX, role="budget",
+                               help="the task's first N questions form the pool "
+                                    "(default: all)")
+    max_tokens: int = option(256, min=1, max=TOKENS_MAX, role="budget", help="tokens of each Zero-shot-CoT rationale")
+    seed: int = option(192, min=0, max=SEED_MAX, help="k-means seed (Auto-CoT's default 192)")
     format: str = option("demo", choices=("demo", "instruct"), role="neutral",
                          help="demo: Auto-CoT's demo file; instruct: JSON lines of instruction records (every pool "
                               "rationale that passes the rules and reaches the gold answer) for `workbench instruct "
@@ -255,14 +257,16 @@ class CotEvalConfig(Section):
                        help="zero-shot | zero-shot-cot (two stages) | few-shot | manual-cot | auto-cot")
     demos: str = option("", role="study", help="demo file (Auto-CoT's layout): required for auto-cot; for few-shot "
                                                "and manual-cot it replaces the built-in exemplars")
-    self_consistency: int = option(1, min=1, role="budget",
+    self_consistency: int = option(1, min=1, max=1024, role="budget",
                                    help="rationales sampled per question, answer by majority vote (1: greedy)")
-    temperature: float = option(0.7, min=0, help="sampling temperature with --self-consistency above 1")
-    limit: int | None = option(None, min=1, role="budget", help="evaluate the task's first N questions only")
-    max_tokens: int = option(256, min=1, role="budget", help="tokens of each rationale (or answer, zero-shot)")
+    temperature: float = option(0.7, min=0, max=1000, help="sampling temperature with --self-consistency above 1")
+    limit: int | None = option(None, min=1, max=ROWS_MAX, role="budget",
+                               help="evaluate the task's first N questions only")
+    max_tokens: int = option(256, min=1, max=TOKENS_MAX, role="budget",
+                             help="tokens of each rationale (or answer, zero-shot)")
     out: str = option("", role="neutral", help="predictions file (JSON lines), appended as questions finish; a rerun "
                                                "with the same settings resumes it (default: cot_<task>_<mode>.jsonl)")
-    seed: int = option(0, help="sampling seed (self-consistency)")
+    seed: int = option(0, min=0, max=SEED_MAX, help="sampling seed (self-consistency)")
     experiment: str = option("cot", role="neutral", help="MLflow experiment")
     tracking_uri: str | None = option(None, role="neutral", help="MLflow tracking URI (default: sqlite:///mlflow.db)")
     progress: bool = option(True, role="neutral", help="progress bars")

@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar
 
-from workbench.config.fields import Section, option, validate
+from workbench.config.fields import BATCH_MAX, ROWS_MAX, SEED_MAX, TOKENS_MAX, Section, option, validate
 from workbench.config.run import DEFAULT_MODEL, TrackingConfig, TrainConfig, method_options, section_dict
 from workbench.errors import ConfigError
 
@@ -60,13 +60,15 @@ class TuneConfig(Section):
     model: str = option(DEFAULT_MODEL, role="study", help="offline alias, local folder or Hugging Face id")
     method: str = option("lora", role="study", help="full | lora | prompt-tuning | prefix-tuning | p-tuning-v2 | "
                                                     "bitfit; its options as --option NAME=VALUE")
-    max_length: int = option(512, min=16, help="tokens per example (prompt + response), capped by the model's "
-                                               "context; longer records are left out and counted")
-    dev_size: int = option(64, min=0, role="budget", help="records held out of training for the dev loss that picks "
-                                                          "the kept state (0: keep the last state)")
+    max_length: int = option(512, min=16, max=TOKENS_MAX,
+                             help="tokens per example (prompt + response), capped by the model's "
+                                  "context; longer records are left out and counted")
+    dev_size: int = option(64, min=0, max=ROWS_MAX, role="budget",
+                           help="records held out of training for the dev loss that picks "
+                                "the kept state (0: keep the last state)")
     holdout: str = option("", role="study", help="comma-separated tasks, datasets or clusters the data must not "
                                                  "contain (those evaluated as held out)")
-    seed: int = option(13, role="study", help="seed of the dev split and of training")
+    seed: int = option(13, role="study", min=0, max=SEED_MAX, help="seed of the dev split and of training")
     options: dict = field(default_factory=dict)  # the method's options (--option NAME=VALUE)
     train: TrainConfig = field(default_factory=TrainConfig)
     tracking: TrackingConfig = field(default_factory=TrackingConfig)
@@ -226,11 +228,12 @@ class ZeroShotConfig(Section):
     model: str = option("", role="study", help="a model to evaluate as it is (alias, folder or id), without --run")
     tasks: str = option("rte", role="study", help="comma-separated tasks: sst2, sst5, trec, rte (rank "
                                                   "classification), gsm8k, multiarith, svamp (exact match)")
-    limit: int | None = option(None, min=1, role="budget", help="the first N examples of each task's evaluation "
-                                                                "split, for every template")
+    limit: int | None = option(None, min=1, max=ROWS_MAX, role="budget",
+                               help="the first N examples of each task's evaluation "
+                                    "split, for every template")
     base: bool = option(True, help="with --run: evaluate the base model too, side by side (--base false: skip it)")
-    batch_size: int = option(16, min=1, role="neutral", help="sequences per forward pass")
-    max_new_tokens: int = option(32, min=1, role="budget", help="tokens generated for open answers")
+    batch_size: int = option(16, min=1, max=BATCH_MAX, role="neutral", help="sequences per forward pass")
+    max_new_tokens: int = option(32, min=1, max=TOKENS_MAX, role="budget", help="tokens generated for open answers")
     templates_dir: str | None = option(None, role="study", help="folder of <task>.yaml instruction templates "
                                                                 "(default: the built-in ones)")
     experiment: str = option(EXPERIMENT, role="neutral", help="MLflow experiment")
@@ -381,15 +384,16 @@ class FlanConfig(Section):
     tasks: str = option("sst2,sst5,trec,rte,gsm8k", role="study", help="the mixture's tasks before the hold-out")
     method: str = option("lora", role="study", help="tuning method (as `instruct tune --method`)")
     model: str = option(DEFAULT_MODEL, role="study", help="offline alias, local folder or Hugging Face id")
-    cap: int = option(500, min=1, role="budget", help="examples per task in the mixture (FLAN's cap)")
+    cap: int = option(500, min=1, max=ROWS_MAX, role="budget", help="examples per task in the mixture (FLAN's cap)")
     holdout_templates: int = option(2, min=0, max=6, help="the last K plain templates of every mixture task stay "
                                                           "out of it, so its tasks are evaluated in unseen words")
     eval_tasks: str = option("", role="study", help="tasks evaluated (default: the held-out ones and the mixture's "
                                                     "classification tasks)")
-    limit: int | None = option(100, min=1, role="budget", help="examples per task and template in evaluation")
-    max_length: int = option(512, min=16, help="tokens per tuning example")
+    limit: int | None = option(100, min=1, max=ROWS_MAX, role="budget",
+                               help="examples per task and template in evaluation")
+    max_length: int = option(512, min=16, max=TOKENS_MAX, help="tokens per tuning example")
     out: str = option("flan_run", role="neutral", help="folder for the mixture")
-    seed: int = option(13, role="study", help="seed of the mixture, the dev split and training")
+    seed: int = option(13, role="study", min=0, max=SEED_MAX, help="seed of the mixture, the dev split and training")
     options: dict = field(default_factory=dict)
     train: TrainConfig = field(default_factory=TrainConfig)
     tracking: TrackingConfig = field(default_factory=TrackingConfig)

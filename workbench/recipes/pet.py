@@ -32,7 +32,7 @@ import numpy as np
 from workbench.adaptation import method_for_options
 from workbench.adaptation.pet import PetOptions
 from workbench.config import RunConfig
-from workbench.data import Example, FewShotSplit, TaskSpec, few_shot_split, get_task
+from workbench.data import Example, FewShotSplit, TaskSpec, check_classes, check_no_leakage, few_shot_split, get_task
 from workbench.data.metrics import EvalScope
 from workbench.ensemble import (draw_labelled, ensemble_weights, merge, new_examples, per_class, pick_labellers,
                                 softmax)
@@ -160,8 +160,10 @@ def plan(cfg: RunConfig) -> Job:
     opts = cfg.method
     method = method_for_options(opts)
     task = get_task(cfg.task)
+    check_classes(task)
     split = few_shot_split(task, cfg.shots, cfg.seed)
     eval_split = cfg.eval.split or task.eval_split
+    check_no_leakage(task, eval_split, cfg.shots, "eval.split" if cfg.eval.split else None)
     all_eval = task.load_split(eval_split)
     reduction = opts.reduction or ("wmean" if split.train else "mean")
     if reduction == "wmean" and not split.train:

@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import ClassVar
 
-from workbench.config.fields import Section, option
+from workbench.config.fields import BATCH_MAX, LR_MAX, ROWS_MAX, SEED_MAX, STEPS_MAX, TOKENS_MAX, Section, option
 from workbench.config.run import DEFAULT_MODEL
 from workbench.data.registry import Example
 from workbench.errors import ConfigError, WorkbenchError
@@ -49,20 +49,23 @@ class PretrainConfig(Section):
     format: str = option("cls", role="study", choices=tuple(FORMATS),
                          help="nsp: sentence pairs (3 classes); nss: next sentence among 6 options; cls: single "
                               "sentences with 5 pseudo labels; unified: multiple choice with 2-16 options")
-    prompt_tokens: int = option(100, min=1, help="soft tokens in the prompt (PPT: 100)")
-    steps: int = option(500, min=1, role="budget", help="training steps")
-    batch_size: int = option(16, min=1, role="budget", help="examples per step")
-    lr: float = option(3e-2, above=0, help="learning rate of the prompt (AdamW, linear warm-up and decay)")
+    prompt_tokens: int = option(100, min=1, max=1024, help="soft tokens in the prompt (PPT: 100)")
+    steps: int = option(500, min=1, max=STEPS_MAX, role="budget", help="training steps")
+    batch_size: int = option(16, min=1, max=BATCH_MAX, role="budget", help="examples per step")
+    lr: float = option(3e-2, above=0, max=LR_MAX, help="learning rate of the prompt (AdamW, linear warm-up and decay)")
     warmup_ratio: float = option(0.05, min=0, max=1, help="share of steps spent warming up the learning rate")
-    examples: int = option(8000, min=2, role="budget",
+    examples: int = option(8000, min=2, max=ROWS_MAX, role="budget",
                            help="pre-training examples to build (cls: sentences to pseudo-label, of which the "
                                 "confident ones are kept)")
-    heldout: int = option(200, min=1, role="budget", help="examples held out to measure the prompt and keep its best "
-                                                          "state")
-    eval_every: int = option(50, min=1, help="steps between held-out evaluations")
-    checkpoint_every: int = option(25, min=1, role="neutral", help="steps between checkpoints (resume points)")
-    max_seq_length: int = option(512, min=8, help="tokens per example, prompt included; a query is shortened to fit, "
-                                                  "an example whose options alone do not fit is left out")
+    heldout: int = option(200, min=1, max=ROWS_MAX, role="budget",
+                          help="examples held out to measure the prompt and keep its best "
+                               "state")
+    eval_every: int = option(50, min=1, max=STEPS_MAX, help="steps between held-out evaluations")
+    checkpoint_every: int = option(25, min=1, max=STEPS_MAX, role="neutral",
+                                   help="steps between checkpoints (resume points)")
+    max_seq_length: int = option(512, min=8, max=TOKENS_MAX,
+                                 help="tokens per example, prompt included; a query is shortened to fit, "
+                                      "an example whose options alone do not fit is left out")
     init: str = option("vocab", choices=("vocab", "random"),
                        help="how the prompt starts: embeddings of common tokens, or uniform(-0.5, 0.5)")
     labeler: str = option(ZERO_SHOT, help="cls only: where the pseudo labels come from: zero-shot (the model's own "
@@ -71,7 +74,7 @@ class PretrainConfig(Section):
     min_confidence: float = option(0.5, min=0, max=1,
                                    help="cls only: keep a sentence when its label's probability is at least this")
     text_field: str = option("text", help="the text field of JSON-lines records and datasets")
-    seed: int = option(0, help="seed of example building, prompt initialisation and batch order")
+    seed: int = option(0, min=0, max=SEED_MAX, help="seed of example building, prompt initialisation and batch order")
     experiment: str = option("ppt", role="neutral", help="MLflow experiment")
     tracking_uri: str | None = option(None, role="neutral", help="MLflow tracking URI (default: sqlite:///mlflow.db)")
     progress: bool = option(True, role="neutral", help="progress bars")

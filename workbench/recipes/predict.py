@@ -16,7 +16,7 @@ from workbench.data.registry import Table, read_table
 from workbench.errors import ConfigError, WorkbenchError
 from workbench.prompts import Verbalizer, parse_template
 from workbench.recipes.train import Prepared, prepare
-from workbench.tracking import resolve_tracking_uri
+from workbench.tracking import check_tracking_uri
 from workbench.tracking.runs import download_artifact
 from workbench.training import predict
 
@@ -47,7 +47,8 @@ def _check_output(output: str | Path | None) -> None:
 
 
 def fetch_run(run_id: str, tracking_uri: str | None, into: Path) -> Path:
-    uri = resolve_tracking_uri(tracking_uri)
+    # The same fast check as train, sweep and compare: MLflow's client retries an unreachable server for minutes.
+    uri = check_tracking_uri(tracking_uri)
     try:
         return download_artifact(run_id, ARTIFACT_DIR, uri, into)
     except Exception as e:  # MLflow raises several types for a missing run or artifact

@@ -17,11 +17,12 @@ from typing import Any, ClassVar
 
 from workbench.adaptation import Method, get_method, method_for_options
 from workbench.config import RunConfig, SearchSpace, Section, identity, option, paths_with_role, resolve_path
+from workbench.config.fields import ROWS_MAX, SEED_MAX, TRIALS_MAX
 from workbench.config.run import flat, top_level_fields
 from workbench.config.space import candidate_values, parse_param
 from workbench.errors import ConfigError
 from workbench.recipes.compare import PROTOCOL_SEEDS, CompareConfig, CompareResult, compare, paired_difference
-from workbench.recipes.train import train
+from workbench.recipes.train import check_run, train
 from workbench.stats import PairedDifference
 from workbench.sweeps import StudyResult, StudySpec, TrialHandle, TrialOutcome, run_study, study_name
 
@@ -32,28 +33,32 @@ class SweepConfig(Section):
 
     section: ClassVar[str] = "sweep"
     run: RunConfig = field(default_factory=RunConfig)  # the base run: task, method, model, fixed settings
-    trials: int = option(20, min=1, help="finished (complete or pruned) trials the study should hold")
+    trials: int = option(20, min=1, max=TRIALS_MAX, help="finished (complete or pruned) trials the study should hold")
     space: SearchSpace | str | None = option(None, help="search space: a SearchSpace, a YAML file, or null for "
                                                         "the method's default")
     params: dict = option(default_factory=dict, help="changes to the space: name -> Float/Int/Categorical, a "
                                                      "fixed value, None (drop), or the command line's text "
                                                      "('1e-5..1e-3:log', 'lstm|mlp')")
-    timeout: float | None = option(None, above=0, role="neutral", help="seconds after which no new trial starts")
+    timeout: float | None = option(None, above=0, max=1e9, role="neutral",
+                                   help="seconds after which no new trial starts")
     storage: str | None = option(None, role="neutral", help="Optuna storage URL; null: $WORKBENCH_SWEEP_STORAGE "
                                                             "or sqlite:///optuna.db")
     study_name: str | None = option(None, role="neutral", help="null: <task>-<method>-<model>-k<shots>")
     resume: bool = option(False, role="neutral", help="continue an existing study (also how more workers join)")
     pruner: str = option("median", choices=("median", "halving", "none"), help="early stopping of weak trials")
-    max_failures: int = option(3, min=1, role="neutral", help="stop after this many failed trials in a row")
-    trial_eval_limit: int | None = option(200, min=1, role="budget",
+    max_failures: int = option(3, min=1, max=TRIALS_MAX, role="neutral",
+                               help="stop after this many failed trials in a row")
+    trial_eval_limit: int | None = option(200, min=1, max=ROWS_MAX, role="budget",
                                           help="trials report the eval split on its first N rows only (selection "
                                                "uses the few-shot dev split); final runs use run.eval.limit")
     final_seeds: list[int] = option(default_factory=lambda: list(PROTOCOL_SEEDS), role="study",
+                                    min=0, max=SEED_MAX,
                                     help="seeds for the best config and the baseline; [] stops after the study")
     baseline: str | None = option("finetune", role="study", help="method to compare with; null: no comparison")
-    baseline_trials: int | None = option(None, min=0, help="trials of the baseline's own study (resumed if it exists); "
-                                                           "null: as many as `trials` (equal effort); 0: its "
-                                                           "defaults, untuned (the table says so)")
+    baseline_trials: int | None = option(None, min=0, max=TRIALS_MAX,
+                                         help="trials of the baseline's own study (resumed if it exists); "
+                                              "null: as many as `trials` (equal effort); 0: its "
+                                              "defaults, untuned (the table says so)")
 
 
 @dataclass
@@ -120,6 +125,7 @@ def plan(cfg: SweepConfig) -> Plan:
     fixed = {k: v for k, v in flat(base.to_dict()).items()
              if k in budget_and_search and k not in searched and not k.startswith("eval.")}
     uri = check_tracking_uri(run.tracking.uri)
+    check_run(base)  # once, here: a task without a template would otherwise fail in every trial, after its model
     name = cfg.study_name if cfg.study_name is not None else study_name(task.name, method.name, run.model, run.shots)
     tags = {"task": task.name, "method": method.name, "model": run.model, "shots": str(run.shots),
             "seed": str(run.seed)}

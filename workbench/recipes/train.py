@@ -18,11 +18,12 @@ from typing import TYPE_CHECKING, Any
 from workbench.adaptation import BuildContext, Method, all_methods, method_for_options
 from workbench.adaptation.registry import RewriteContext
 from workbench.config import RunConfig, paths_with_role
-from workbench.data import FewShotSplit, TaskSpec, few_shot_split, get_task
+from workbench.data import FewShotSplit, TaskSpec, check_classes, check_no_leakage, few_shot_split, get_task
 from workbench.data.metrics import EvalScope
 from workbench.errors import ConfigError
 from workbench.progress import duration
 from workbench.prompts import Template, Verbalizer, load_templates, load_verbalizer
+from workbench.prompts.template import NO_INPUT
 
 if TYPE_CHECKING:
     import torch
@@ -103,6 +104,8 @@ def load_pvp(cfg: RunConfig, task: TaskSpec, method: Method) -> tuple[Template |
     if not template.has_mask:
         raise ConfigError(f"{template.source}: template has no {{\"mask\"}}; method {method.name!r} reads the "
                           f"label word at the mask", field="prompt.template")
+    if not template.fields_used():
+        raise ConfigError(f"{template.source}: prompt.template: {NO_INPUT}", field="prompt.template")
     if not method.trains_soft_slots:
         template = soft_as_words(template, method.name, template_id)
     verbalizer = cfg.prompt.verbalizer
@@ -126,6 +129,49 @@ def _task_file(task: TaskSpec, what: str) -> Path:
     return path
 
 
+@dataclass
+class Checked:
+    """A run's input, read and checked; no model loaded."""
+
+    task: TaskSpec
+    method: Method
+    split: FewShotSplit
+    eval_split: str
+    all_eval_rows: list
+    template: Template | None
+    verbalizer: Verbalizer | None
+
+
+def check_input(cfg: RunConfig, restoring: bool = False) -> Checked:
+    """Every check of one run's input that needs no model: the fields, the task (two classes at least), its data,
+    an evaluation split that shares no rows with the training split, the template and verbalizer. `restoring`: a
+    saved run (`predict`), whose split was chosen when it trained."""
+    cfg.validate()
+    task = get_task(cfg.task)
+    check_classes(task)
+    method = method_for_options(cfg.method)
+    split = few_shot_split(task, cfg.shots, cfg.seed)
+    eval_split = cfg.eval.split or task.eval_split
+    if not restoring:
+        check_no_leakage(task, eval_split, cfg.shots, "eval.split" if cfg.eval.split else None)
+    all_eval_rows = task.load_split(eval_split)  # read now: a bad file fails before the model loads
+    template, verbalizer = load_pvp(cfg, task, method)
+    return Checked(task, method, split, eval_split, all_eval_rows, template, verbalizer)
+
+
+def check_run(cfg: RunConfig) -> None:
+    """What `train` checks before its model loads, for a sweep or a comparison to check once, before its first
+    run: a task without a template then fails in one line, not inside every trial after a model has loaded. A method
+    with a recipe of its own (PET) is checked by that recipe's `plan`."""
+    method = method_for_options(cfg.method)
+    if method.recipe is not None:
+        module, _, _ = method.recipe.partition(":")
+        importlib.import_module(module).plan(cfg)
+        return
+    check_shots(cfg, method)
+    check_input(cfg)
+
+
 def prepare(cfg: RunConfig, backbone=None, restoring: bool = False) -> Prepared:
     """Check the input, then load the model and apply the method. `restoring`: saved weights will replace the
     trained ones, and the config's template and words are the ones the run used (`workbench predict`)."""
@@ -136,14 +182,10 @@ def prepare(cfg: RunConfig, backbone=None, restoring: bool = False) -> Prepared:
     from workbench.prompts.verbalizer import label_word_ids
     from workbench.training.trainer import pick_device
 
-    cfg.validate()
-    task = get_task(cfg.task)
-    method = method_for_options(cfg.method)
-    split = few_shot_split(task, cfg.shots, cfg.seed)
-    eval_split = cfg.eval.split or task.eval_split
-    all_eval_rows = task.load_split(eval_split)  # read now: a bad file fails before the model loads
+    checked = check_input(cfg, restoring)
+    task, method, split, eval_split = checked.task, checked.method, checked.split, checked.eval_split
+    all_eval_rows, template, verbalizer = checked.all_eval_rows, checked.template, checked.verbalizer
     eval_rows = all_eval_rows[: cfg.eval.limit]
-    template, verbalizer = load_pvp(cfg, task, method)
     ref = resolve_model(cfg.model)
     if template is not None and method.rewrite_prompt is not None:
         template, verbalizer = method.rewrite_prompt(RewriteContext(cfg.method, task, ref, cfg.tracking.uri,

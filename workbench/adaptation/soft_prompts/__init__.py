@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from workbench.adaptation.heads import HEAD_HELP, HEADS, make_head
 from workbench.adaptation.registry import BuildContext, Method, RewriteContext, freeze, register_method
 from workbench.config import Categorical, Float, Int, MethodOptions, SearchSpace, option
+from workbench.config.fields import LR_MAX
 from workbench.errors import ConfigError
 from workbench.ppt.artifact import PREFIX as PPT, check_fits, resolve_prompt
 from workbench.prompts.template import Segment, Template
@@ -32,7 +33,7 @@ def check_init(value: str, allowed: tuple[str, ...]) -> None:
 
 @dataclass
 class PromptTuningOptions(MethodOptions):
-    num_virtual_tokens: int = option(20, min=1, help="trainable vectors prepended to every input")
+    num_virtual_tokens: int = option(20, min=1, max=1024, help="trainable vectors prepended to every input")
     init: str = option("vocab", help="random: uniform(-0.5, 0.5); vocab: embeddings of common tokens; labels: the "
                                      "label words' embeddings first, then common tokens; ppt:DIR_OR_RUN_ID: a prompt "
                                      "pre-trained by `workbench ppt pretrain` for this model")
@@ -84,11 +85,12 @@ def build_prompt_tuning(ctx: BuildContext, opts: PromptTuningOptions):
 class PTuningOptions(MethodOptions):
     prompt_encoder: str = option("lstm", choices=("lstm", "mlp", "none"),
                                  help="what produces the soft tokens: BiLSTM + MLP, MLP, or free embeddings")
-    num_soft: int = option(4, min=1, help="soft tokens inserted before the mask when the template has no "
+    num_soft: int = option(4, min=1, max=1024, help="soft tokens inserted before the mask when the template has no "
                                           "{\"soft\"} slots")
     tune_backbone: bool = option(False, help="train the backbone too, at backbone_lr")
-    backbone_lr: float = option(1e-5, above=0, help="the backbone's learning rate when tune_backbone is set "
-                                                    "(P-tuning trains the LM at a fixed small rate)")
+    backbone_lr: float = option(1e-5, above=0, max=LR_MAX,
+                                help="the backbone's learning rate when tune_backbone is set "
+                                     "(P-tuning trains the LM at a fixed small rate)")
     head: str = option("verbalizer", choices=HEADS, help=HEAD_HELP)
     init: str = option("vocab", help="vocab: embeddings of common tokens ({\"soft\": \"word\"} slots start from "
                                      "their word); ppt:DIR_OR_RUN_ID: a pre-trained prompt, one vector per slot in "
