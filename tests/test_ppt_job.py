@@ -133,11 +133,11 @@ PAIR_TASK = TASK.replace("tinyppt", "tinypair").replace("[text]", "[text, other]
 
 
 def write_task(folder: Path, pair: bool = False) -> Path:
-    rows = [(f"the movie was {a}", f"it was {b}", ("neg", "pos")[i % 2]) for i, (a, b) in
-            enumerate(zip(["bad", "great", "dull", "fun", "boring", "good"] * 3, ADJ * 3))]
     header = "text\tother\tlabel\n" if pair else "text\tlabel\n"
-    lines = "".join((f"{a}\t{b}\t{y}\n" if pair else f"{a}\t{y}\n") for a, b, y in rows)
-    for name in ("train.tsv", "test.tsv"):
+    for name, noun in (("train.tsv", "movie"), ("test.tsv", "film")):  # test rows of their own (no leakage)
+        rows = [(f"the {noun} was {a}", f"it was {b}", ("neg", "pos")[i % 2]) for i, (a, b) in
+                enumerate(zip(["bad", "great", "dull", "fun", "boring", "good"] * 3, ADJ * 3))]
+        lines = "".join((f"{a}\t{b}\t{y}\n" if pair else f"{a}\t{y}\n") for a, b, y in rows)
         (folder / name).write_text(header + lines)
     (folder / "tpl.txt").write_text('{"placeholder": "text_a"} Overall {"mask"}\n')
     (folder / "v.txt").write_text("bad\ngreat\n")
@@ -276,7 +276,8 @@ def test_cls_pseudo_labels_from_a_classifier_run(tmp_path, tiny_causal_dir):
     five.mkdir()
     (five / "train.tsv").write_text("text\tlabel\n" + "".join(f"the {t} was {a}\t{c}\n" for c, a in enumerate(
         ["terrible", "bad", "dull", "good", "great"]) for t in TOPICS))
-    (five / "test.tsv").write_text((five / "train.tsv").read_text())
+    (five / "test.tsv").write_text("text\tlabel\n" + "".join(f"a {t} that was {a}\t{c}\n" for c, a in enumerate(
+        ["terrible", "bad", "dull", "good", "great"]) for t in TOPICS))
     (five / "task.yaml").write_text("name: five\nfiles: {train: train.tsv, test: test.tsv}\ntext_fields: [text]\n"
                                     "label_names: ['0', '1', '2', '3', '4']\n")
     (five / "tpl.txt").write_text('{"placeholder": "text_a"} It was {"mask"}.\n')
