@@ -225,7 +225,7 @@ from workbench.cli import noise
 if not {verbose}:
     noise.quiet()
 import mlflow
-mlflow.MlflowClient("sqlite:///{tmp_path / 'mlflow.db'}").search_experiments()
+mlflow.MlflowClient("sqlite:///{tmp_path / 'new.db'}").search_experiments()  # a new store: MLflow says INFO
 print("warning: our own line", file=sys.stderr)
 """
     done = _python(code, tmp_path)

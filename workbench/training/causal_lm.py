@@ -3,8 +3,9 @@
 Three uses, one path through the method: the training loss (next-token cross-entropy on the response tokens
 only), rank classification (the total log-likelihood of each answer option), and generation. Whatever the method
 adds runs in all three: prompt tuning's vectors are inserted before the backbone for the loss and for every
-generated token; prefix tuning's keys and values come from PEFT's model; LoRA and full fine-tuning change the
-weights themselves.
+generated token; prefix tuning's keys and values (PEFT's `get_prompt`) open the cache that generation starts from;
+LoRA and full fine-tuning change the weights themselves. Generation is our own greedy loop, checked against the
+logits path at its first step, so no library hook can quietly leave the method out.
 
 The output layer is never applied to the whole batch: the hidden states that enter it are caught, and the loss
 multiplies only the positions that carry a label, in chunks (`linear_ce`).
