@@ -10,6 +10,7 @@ This module is the bottom layer: it imports nothing of `workbench` but its error
 
 from __future__ import annotations
 
+import hashlib
 import os
 import stat
 from pathlib import Path
@@ -76,3 +77,12 @@ def read_bytes(path: str | os.PathLike, what: str = "file", max_bytes: int = TEX
 
 
 __all__ = ["DATA_MAX_BYTES", "TEXT_MAX_BYTES", "check_regular_file", "read_bytes"]
+
+
+def sha256_file(path: str | os.PathLike) -> str:
+    """The file's SHA-256, read a mebibyte at a time (model weights run to gigabytes)."""
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(MIB), b""):
+            h.update(block)
+    return h.hexdigest()

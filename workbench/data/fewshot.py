@@ -11,6 +11,7 @@ from pathlib import Path
 
 from workbench.data.registry import Example, TaskSpec
 from workbench.errors import ConfigError, WorkbenchError
+from workbench.io import sha256_file
 
 
 @dataclass(frozen=True)
@@ -108,14 +109,6 @@ def _same_bytes(a: Path, b: Path) -> bool:
     try:
         if not (a.is_file() and b.is_file()) or a.stat().st_size != b.stat().st_size:
             return False
-        return _digest(a) == _digest(b)
+        return sha256_file(a) == sha256_file(b)
     except OSError:
         return False
-
-
-def _digest(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()

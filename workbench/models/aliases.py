@@ -30,6 +30,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from workbench.errors import WorkbenchError
+from workbench.io import sha256_file
 
 CACHE_ENV = "WORKBENCH_CACHE"
 IDENTITY = "workbench-identity.json"
@@ -93,14 +94,6 @@ def cache_root() -> Path:
 
 def alias_dir(alias: str) -> Path:
     return cache_root() / "models" / alias
-
-
-def sha256_file(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def get_alias(alias: str) -> OfflineModel:
