@@ -59,6 +59,8 @@ def laughs() -> str:
 
 LAUGHS = laughs()
 ALIAS = ["line 2", "YAML aliases (*a) are not supported"]
+COT_TASK = "name: coin\ndata: coins.jsonl\nquestion_field: q\nanswer_field: a\nanswer_type: yes-no\n"
+COT_DATA = '{"q": "A coin is heads up. Is it still heads up?", "a": "yes"}\n'
 
 CASES = [
     # --- not UTF-8 -------------------------------------------------------------------------------------
@@ -335,6 +337,16 @@ CASES = [
          {"space.yaml": "params:\n  method.r: {low: 2, high: 8, step: abc}\n"}),
     Case("space-syntax", SWEEP_ARGV + ["--space", "space.yaml"], ["space.yaml", "line 2", "not valid YAML"],
          {"space.yaml": "params:\n  train.lr: {low: 1\n"}),
+
+    # --- a CoT task YAML (`cot demos|eval --task FILE.yaml`) goes through the same safe loader -------------
+    Case("cot-task-billion-laughs", ["cot", "demos", "--task", "coin.yaml"], ["coin.yaml", *ALIAS],
+         {"coin.yaml": LAUGHS}),
+    Case("cot-task-duplicate-key", ["cot", "eval", "--task", "coin.yaml"],
+         ["coin.yaml", "line 2", "'name' appears twice"],
+         {"coin.yaml": COT_TASK.replace("name: coin\n", "name: coin\nname: other\n"), "coins.jsonl": COT_DATA}),
+    Case("cot-task-python-tag", ["cot", "demos", "--task", "coin.yaml"], ["coin.yaml", "line 1", "not valid YAML"],
+         {"coin.yaml": "name: !!python/object/apply:os.system ['true']\n" + COT_TASK.split("\n", 1)[1],
+          "coins.jsonl": COT_DATA}),
 ]
 
 
