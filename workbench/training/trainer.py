@@ -303,6 +303,41 @@ def _optimizer(model: PromptClassifier, cfg: TrainerConfig, device: torch.device
     return torch.optim.AdamW(groups, lr=cfg.lr, fused=fused) if fused else torch.optim.AdamW(groups, lr=cfg.lr)
 
 
+def read_checkpoint(path) -> dict:
+    """A checkpoint `train(on_checkpoint=...)` wrote (`torch.save` of tensors, numbers, lists and dicts), read with
+    `weights_only=True`: torch's restricted unpickler refuses any other object before it is built, so a pickle put
+    in the checkpoint's place (by whoever can write or hand over the folder) never runs code. Anything else is one
+    WorkbenchError naming the file."""
+    import pickle
+    import warnings
+
+    from workbench.errors import WorkbenchError
+
+    try:
+        with warnings.catch_warnings():  # a pickle of another protocol warns first; the refusal below says it all
+            warnings.simplefilter("ignore")
+            state = torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as e:  # "Weights only load failed ...": an object a checkpoint never holds
+        # torch's message opens by advising to load it without weights_only (running its code): only its reason, the
+        # lines after that paragraph, is passed on
+        reasons = [line.rpartition("WeightsUnpickler error:")[2].strip() for line in str(e).splitlines()[1:]]
+        reason = next((r for r in reasons if r and not r.startswith("Check the documentation")), "an object")
+        raise WorkbenchError(f"{path}: refused: not a checkpoint this workbench wrote (it holds what a checkpoint "
+                             f"never does: {reason}); nothing in it was run; delete it to start over") from None
+    except (OSError, RuntimeError, EOFError, ValueError) as e:
+        raise WorkbenchError(f"{path}: not readable as a checkpoint ({_first_line(e)}); delete it to start "
+                             f"over") from None
+    if not isinstance(state, dict) or not {"step", "params", "optimizer", "scheduler"} <= set(state):
+        raise WorkbenchError(f"{path}: not a checkpoint this workbench wrote (no step, params, optimizer and "
+                             f"scheduler); delete it to start over")
+    return state
+
+
+def _first_line(e: BaseException) -> str:
+    lines = [line.strip() for line in str(e).splitlines() if line.strip()]
+    return lines[0] if lines else type(e).__name__
+
+
 def _restore(state: dict, trainable: dict[str, torch.nn.Parameter], optimizer, scheduler, best: dict,
              history: list[dict]) -> int:
     """Put a checkpoint's state back (see `train`); returns the step it was taken at."""
