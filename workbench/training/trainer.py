@@ -25,9 +25,26 @@ import torch
 import torch.nn.functional as F
 from tqdm.auto import tqdm
 
+from workbench.errors import WorkbenchError
 from workbench.prompts.encoding import EncodedExample, collate
 from workbench.training import distributed
 from workbench.training.classifier import PromptClassifier
+
+
+class Diverged(WorkbenchError, FloatingPointError):
+    """The loss, or a trained parameter, became non-finite (inf or nan) at a step: whatever the run would score
+    next means nothing, so it ends here, in one line naming the step (its MLflow run ends FAILED) and with no
+    accuracy reported."""
+
+
+def _check_finite(params: dict[str, torch.Tensor], step: int) -> None:
+    """Refuse a state that holds a non-finite value (one device read for all parameters) before it is scored or
+    kept: a loss that was finite can still have pushed the weights to inf or nan in the update after it."""
+    finite = torch.stack([torch.isfinite(p).all() for p in params.values()])
+    if not bool(finite.all()):
+        name = next(n for n, ok in zip(params, finite.tolist()) if not ok)
+        raise Diverged(f"training diverged at step {step} ({name} is no longer finite); no result is reported; "
+                       f"lower the learning rate or the weight decay")
 
 
 @dataclass
@@ -447,7 +464,8 @@ def train(model: torch.nn.Module, train_set: list, dev_set: list, pad_id: int, c
                 if on_log:
                     on_log(s, record)
                 if not math.isfinite(value):
-                    raise FloatingPointError(f"training diverged at step {s} (loss {value}); lower the learning rate")
+                    raise Diverged(f"training diverged at step {s} (loss {value}); no result is reported; lower "
+                                   f"the learning rate")
             pending.clear()
             bar.set_postfix(loss=f"{losses[-1]:.3f}", dev=f"{sign * best['value']:.3f}" if best["state"] is not None
                             else "-")
@@ -471,6 +489,11 @@ def train(model: torch.nn.Module, train_set: list, dev_set: list, pad_id: int, c
             optimizer.zero_grad(set_to_none=True)
             evaluated = {}
             if dev_set and (step % cfg.eval_every == 0 or step == cfg.max_steps):
+                try:
+                    _check_finite(trainable, step)
+                except Diverged:
+                    flush()  # a non-finite loss logged before this step is named at its own step, not this one
+                    raise
                 t0 = time.perf_counter()
                 value = objective.evaluate(model, dev_set)
                 took = time.perf_counter() - t0
@@ -497,6 +520,8 @@ def train(model: torch.nn.Module, train_set: list, dev_set: list, pad_id: int, c
             if stop:
                 break
         flush()
+        if best["state"] is None:  # the last state is the one kept: checked as an evaluated one is
+            _check_finite(trainable, step)
     bar.close()
     seconds = time.perf_counter() - start - eval_seconds
     if best["state"] is not None:
