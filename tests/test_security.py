@@ -1,7 +1,9 @@
 """A file handed over must never run code, and a secret must never be shown: a pickle with a side effect put in
 place of a checkpoint (`ppt pretrain` resumes from `OUT/checkpoint.pt`), a prompt artifact (`init=ppt:DIR`, or the
 cache a `ppt:RUN_ID` is downloaded into) or cached member scores (PET's `scores.npz`) is refused in one line
-naming the file, and its side effect (making a folder) never happens.
+naming the file, and its side effect (making a folder) never happens. A password planted in the tracking URI (an
+HTTP store served in a thread) reaches no output: stdout, stderr, the run's params and tags, its artifacts; a key
+given as a flag is refused and never repeated.
 """
 
 from __future__ import annotations
@@ -9,11 +11,13 @@ from __future__ import annotations
 import json
 import os
 import pickle
+from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 from bad_inputs import Case, run_case
+from conftest import requires_data
 
 MARKER = "code-ran"  # the folder the planted pickles make when they are unpickled (relative: the case's folder)
 
@@ -145,3 +149,72 @@ def test_pet_scores_round_trip(tmp_path):
     s.save(tmp_path / "scores.npz")
     back = Scores.load(tmp_path / "scores.npz")
     assert back.prior == 0.5 and np.array_equal(back.dev, s.dev) and back.pool_seconds == 3.0
+
+
+# ---- a secret planted in the tracking URI never reaches any output ---------------------------------------------------
+
+SECRET = "pl4nted-S3CRET-pw"
+
+
+@pytest.fixture()
+def http_store(tmp_path, monkeypatch):
+    """An MLflow tracking server in a thread (MLflow's own app on this test's SQLite store, artifacts in a local
+    folder the client writes to), reached through a URI that carries a user and the planted password."""
+    import threading
+
+    import mlflow.server.handlers as handlers
+    from mlflow.server import app
+    from mlflow.store.tracking.sqlalchemy_store import SqlAlchemyStore
+
+    (tmp_path / "artifacts").mkdir()
+    store = SqlAlchemyStore(f"sqlite:///{tmp_path / 'mlflow.db'}", str(tmp_path / "artifacts"))
+    monkeypatch.setattr(handlers, "_tracking_store", store)
+    monkeypatch.delenv("MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT", raising=False)  # what the workbench turns on
+    from werkzeug.serving import make_server  # Flask's server, installed with MLflow's
+
+    server = make_server("127.0.0.1", 0, app, threaded=True)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        yield f"http://wbuser:{SECRET}@127.0.0.1:{server.server_port}", store, tmp_path / "artifacts"
+    finally:
+        server.shutdown()
+
+
+def _everything_in(folder) -> str:
+    return "\n".join(p.read_bytes().decode("utf-8", "replace") for p in Path(folder).rglob("*") if p.is_file())
+
+
+@requires_data("sst2")
+def test_a_password_in_the_tracking_uri_reaches_no_output(http_store, tiny_mlm_dir, capsys, monkeypatch):
+    from workbench.cli import main
+
+    uri, store, artifacts = http_store
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)  # both ways of giving it: the environment and the flag
+    folder, verbalizer = tiny_mlm_dir
+    code = main(["train", "--method", "prompt-finetune", "--task", "sst2", "--model", str(folder), "--template-id",
+                 "1", "--verbalizer-file", str(verbalizer), "--max-steps", "1", "--eval-limit", "8", "--shots", "4",
+                 "--no-progress", "--tracking-uri", uri, "--verbose"])  # --verbose: the libraries' own lines too
+    captured = capsys.readouterr()
+    assert code == 0, captured.err
+    runs = store.search_runs([e.experiment_id for e in store.search_experiments()], "", 1)
+    assert len(runs) == 1
+    run = runs[0]
+    logged = json.dumps({"params": run.data.params, "tags": run.data.tags, "metrics": run.data.metrics,
+                         "name": run.info.run_name})
+    for name, text in [("stdout", captured.out), ("stderr", captured.err), ("params and tags", logged),
+                       ("artifacts", _everything_in(artifacts))]:
+        assert SECRET not in text, f"the password reached the {name}"
+    assert "View run" not in captured.out  # MLflow's link holds the URI with its password: not printed
+
+
+def test_a_key_given_as_a_flag_is_refused_and_never_repeated(tmp_path, monkeypatch, capsys):
+    key = "sk-" + SECRET
+    for argv in (["--api-key", key], [f"--api-key={key}"], ["--api-key-env", key], ["--apikey", key],
+                 [f"--token={key}"]):
+        case = Case(f"key-{argv[0]}", ["instruct", "self-instruct", "--no-mlflow", "--api-base",
+                                        "http://127.0.0.1:9/v1", *argv], "")
+        message = run_case(case, tmp_path, monkeypatch, capsys)
+        assert SECRET not in message, argv
+    case = Case("key-as-env-name", ["instruct", "self-instruct", "--no-mlflow", "--api-base", "http://127.0.0.1:9/v1",
+                                     "--api-key-env", "abc" + SECRET.replace("-", "")], "not shown")
+    assert SECRET.replace("-", "") not in run_case(case, tmp_path, monkeypatch, capsys)
