@@ -120,6 +120,36 @@ def test_a_run_whose_weights_diverged_is_failed_with_its_step_and_no_accuracy(ti
     assert not {"test/accuracy", "eval/accuracy", "eval/best_accuracy"} & set(run.data.metrics)
 
 
+@requires_data("sst2")
+@pytest.mark.parametrize("signum, code", [("SIGTERM", 143), ("SIGINT", 130)])
+def test_a_stop_signal_ends_the_run_killed(tiny_mlm_dir, capsys, monkeypatch, signum, code):
+    """SIGTERM's default would end the process on the spot with its MLflow run left RUNNING: the command line turns
+    it into an exception, as Python does SIGINT, so the run ends KILLED before the process exits."""
+    import os
+    import signal
+
+    import workbench.training
+
+    real = workbench.training.train
+
+    def stopped_at_step_1(*args, on_log=None, **kwargs):
+        def log(step, record):
+            on_log(step, record)
+            os.kill(os.getpid(), getattr(signal, signum))
+        return real(*args, on_log=log, **kwargs)
+
+    monkeypatch.setattr(workbench.training, "train", stopped_at_step_1)
+    before = signal.getsignal(signal.SIGTERM)
+    folder, verbalizer = tiny_mlm_dir
+    assert main(["train", "--method", "prompt-finetune", "--task", "sst2", "--model", str(folder), "--template-id",
+                 "1", "--verbalizer-file", str(verbalizer), "--max-steps", "50", "--eval-limit", "8", "--shots", "4",
+                 "--no-progress"]) == code
+    assert capsys.readouterr().err.strip().splitlines()[-1] in ("terminated (SIGTERM)", "interrupted")
+    runs = mlflow.search_runs(search_all_experiments=True)
+    assert list(runs["status"]) == ["KILLED"]
+    assert signal.getsignal(signal.SIGTERM) is before  # the handler is the command's, not the process's
+
+
 def test_unknown_method_and_option(capsys):
     assert main(["train", "--method", "nope"]) == 2
     assert "unknown method 'nope'" in capsys.readouterr().err

@@ -8,9 +8,11 @@ from __future__ import annotations
 
 import argparse
 import re
+import signal
 import sys
+import threading
 
-from workbench.errors import ConfigError, WorkbenchError
+from workbench.errors import ConfigError, Terminated, WorkbenchError
 
 
 # a flag named like a credential (--api-key, --apikey, --token, --password=...): its value is never repeated
@@ -89,15 +91,35 @@ def main(argv: list[str] | None = None) -> int:
         from workbench.cli import noise
 
         noise.quiet()
+    previous = _on_sigterm_raise()
     try:
         args.func(args)
     except WorkbenchError as e:
         print(f"error: {error_message(e)}", file=sys.stderr)
         return 2
+    except Terminated:
+        print("terminated (SIGTERM)", file=sys.stderr)
+        return 128 + signal.SIGTERM
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
     except BrokenPipeError:  # `workbench methods | head`: the reader left; nothing to report
         sys.stderr.close()
         return 0
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
     return 0
+
+
+def _on_sigterm_raise():
+    """SIGTERM's default ends the process on the spot, leaving its MLflow run RUNNING: raise Terminated instead
+    (a KeyboardInterrupt, as Ctrl-C's SIGINT raises), so the run ends KILLED on the way out. Returns the handler
+    it replaced (None where signals cannot be handled: not the main thread)."""
+    if threading.current_thread() is not threading.main_thread():
+        return None
+
+    def terminate(signum, frame):
+        raise Terminated()
+
+    return signal.signal(signal.SIGTERM, terminate)
