@@ -59,6 +59,8 @@ def laughs() -> str:
 
 LAUGHS = laughs()
 ALIAS = ["line 2", "YAML aliases (*a) are not supported"]
+COT_TASK = "name: coin\ndata: coins.jsonl\nquestion_field: q\nanswer_field: a\nanswer_type: yes-no\n"
+COT_DATA = '{"q": "A coin is heads up. Is it still heads up?", "a": "yes"}\n'
 
 CASES = [
     # --- not UTF-8 -------------------------------------------------------------------------------------
@@ -335,6 +337,16 @@ CASES = [
          {"space.yaml": "params:\n  method.r: {low: 2, high: 8, step: abc}\n"}),
     Case("space-syntax", SWEEP_ARGV + ["--space", "space.yaml"], ["space.yaml", "line 2", "not valid YAML"],
          {"space.yaml": "params:\n  train.lr: {low: 1\n"}),
+
+    # --- a CoT task YAML (`cot demos|eval --task FILE.yaml`) goes through the same safe loader -------------
+    Case("cot-task-billion-laughs", ["cot", "demos", "--task", "coin.yaml"], ["coin.yaml", *ALIAS],
+         {"coin.yaml": LAUGHS}),
+    Case("cot-task-duplicate-key", ["cot", "eval", "--task", "coin.yaml"],
+         ["coin.yaml", "line 2", "'name' appears twice"],
+         {"coin.yaml": COT_TASK.replace("name: coin\n", "name: coin\nname: other\n"), "coins.jsonl": COT_DATA}),
+    Case("cot-task-python-tag", ["cot", "demos", "--task", "coin.yaml"], ["coin.yaml", "line 1", "not valid YAML"],
+         {"coin.yaml": "name: !!python/object/apply:os.system ['true']\n" + COT_TASK.split("\n", 1)[1],
+          "coins.jsonl": COT_DATA}),
 ]
 
 
@@ -466,3 +478,29 @@ def test_predict_input_without_the_task_text_column(tmp_path, monkeypatch, capsy
     case = Case("predict-missing-text-column", ["predict", "--run", run_id, "--input", "in.tsv"],
                 ["in.tsv", "line 1", "no column 'text'"], {"in.tsv": "review\nnice\n"})
     run_case(case, tmp_path, monkeypatch, capsys)
+
+
+def test_predict_on_an_instruction_tuning_run_says_what_reads_it(tmp_path, monkeypatch, capsys):
+    """`instruct tune` saves its method artifact as `train` does, with a config of another shape: refused in one line
+    that names the command to use (the error printer once failed on the config's bare `tune` field)."""
+    from mlflow import MlflowClient
+
+    tree = {"tune": {"model": "m", "data": "d.jsonl", "method": "lora"}, "method": {"name": "lora", "r": 8},
+            "train": {"lr": 1e-4}, "runtime": {"model_kind": "causal"}}  # the shape `instruct tune` saves
+    client = MlflowClient(f"sqlite:///{tmp_path / 'mlflow.db'}")  # the store run_case points the command at
+    run_id = client.create_run(client.create_experiment("instruct"), tags={"kind": "instruct-tune"}).info.run_id
+    client.log_dict(run_id, tree, "method/run_config.json")
+    client.set_terminated(run_id)
+    capsys.readouterr()  # MLflow's own set-up messages
+    case = Case("predict-instruct-run", ["predict", "--run", run_id, "--input", "in.tsv"],
+                [f"run {run_id} is an instruction-tuning run", f"`workbench instruct eval --run {run_id}`"],
+                {"in.tsv": "text\nnice\n"})
+    run_case(case, tmp_path, monkeypatch, capsys)
+
+
+def test_error_printer_survives_a_bare_section_field():
+    from workbench.cli import error_message
+    from workbench.errors import ConfigError
+
+    assert error_message(ConfigError("run_config.json: unknown field(s) ['tune']", field="tune")) == \
+        "run_config.json: unknown field(s) ['tune']"

@@ -61,6 +61,11 @@ CASES = [
     Case("sweep-param-lr-inf", [*SWEEP, "--param", "lr=1e-4..inf"], ["train.lr", "inf"]),
     Case("compare-seeds-huge", ["compare", "--methods", "finetune", "--seeds", "13,99999999999"],
          ["compare.seeds", "99999999999"]),
+    # the same seed twice is one run counted twice (n=2 from one run)
+    Case("compare-seeds-duplicate", ["compare", "--methods", "finetune", "--seeds", "13,21,13"],
+         "compare.seeds (--seeds): [13, 21, 13] is not allowed; expected each seed once (13 is given twice"),
+    Case("sweep-final-seeds-duplicate", [*SWEEP, "--final-seeds", "13,13"],
+         "sweep.final_seeds (--final-seeds): [13, 13] is not allowed; expected each seed once (13 is given twice"),
     Case("method-unknown", [*TRAIN, "--method", "magic"], "unknown method 'magic'"),
     Case("task-unknown", ["train", "--task", "nosuchtask"], "nosuchtask"),
     Case("calibrate-maybe", [*TRAIN, "--method", "icl", "--option", "calibrate=maybe"],

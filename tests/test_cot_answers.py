@@ -260,9 +260,13 @@ def test_user_task_demos_default_to_8(tmp_path):
     (COIN_SPEC.replace("answer_type: yes-no", "answer_type: boolean"), "answer_type 'boolean'"),
     (COIN_SPEC.replace("demos: 2", "demos: 0"), "demos 0"),
     ("- just\n- a list\n", "expected a mapping"),
-    ("name: [unclosed\n", "not readable as YAML"),
+    ("name: [unclosed\n", "not valid YAML"),
+    ("", "expected a mapping"),
+    # the one safe loader (workbench.config.yaml_io): aliases and a key written twice are refused, naming the line
+    ("base: &b coin\n" + COIN_SPEC.replace("name: coin", "name: *b"), "line 2: YAML aliases (*b) are not supported"),
+    (COIN_SPEC + "answer_type: number\n", "line 7: key 'answer_type' appears twice"),
 ], ids=["unknown-key", "missing-answer-field", "missing-question-field", "bad-answer-type", "bad-demos",
-        "not-a-mapping", "bad-yaml"])
+        "not-a-mapping", "bad-yaml", "empty", "alias", "duplicate-key"])
 def test_user_task_errors_name_the_file(tmp_path, spec, expect):
     path = _write_user_task(tmp_path, spec, COIN_RECORDS)
     with pytest.raises(ConfigError) as info:

@@ -599,17 +599,20 @@ def test_self_consistency_majority_vote(tmp_path, tracking_uri):
 def test_evaluate_cot_resumes_and_refuses_other_settings(tmp_path, tracking_uri):
     task = _write_task(tmp_path, n=40)
     out = tmp_path / "pred.jsonl"
-    failing = EvalBackend(fail_on=2)  # zero-shot: one call per chunk of 32; the second fails
+    chunk = R.PREDICT_CHUNK
+    assert chunk <= 8  # a stop loses at most a few answers
+    failing = EvalBackend(fail_on=3)  # zero-shot: one call per chunk; the third fails
     with pytest.raises(WorkbenchError, match="cannot reach"):
         evaluate_cot(_eval_cfg(task, tmp_path, tracking_uri, mode="zero-shot"), failing)
     rows = [json.loads(x) for x in out.read_text(encoding="utf-8").splitlines()]
-    assert "header" in rows[0] and len(rows) == 1 + 32
-    assert [r["question"] for r in rows[1:]] == [it.question for it in ITEMS[:32]]
+    assert "header" in rows[0] and len(rows) == 1 + 2 * chunk  # every answered chunk kept, only the failed one lost
+    assert [r["question"] for r in rows[1:]] == [it.question for it in ITEMS[:2 * chunk]]
 
     working = EvalBackend()
     result = evaluate_cot(_eval_cfg(task, tmp_path, tracking_uri, mode="zero-shot"), working)
     asked = [_last_question(p) for prompts, _ in working.calls for p in prompts]
-    assert asked == [it.question for it in ITEMS[32:40]]
+    assert asked == [it.question for it in ITEMS[2 * chunk:40]]
+    assert all(len(prompts) <= chunk for prompts, _ in working.calls)
     assert result.total == 40 and result.correct == 20
     assert len(out.read_text(encoding="utf-8").splitlines()) == 1 + 40
 

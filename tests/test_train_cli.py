@@ -83,6 +83,73 @@ def test_bad_verbalizer_fails_before_training(tiny_mlm_dir, tmp_path, capsys):
     assert mlflow.search_runs(search_all_experiments=True).empty  # nothing was started
 
 
+@requires_data("sst2")
+def test_a_run_whose_weights_diverged_is_failed_with_its_step_and_no_accuracy(tiny_mlm_dir, capsys, monkeypatch):
+    """The first update pushes a weight to inf (a finite loss before it), found before step 2 is scored. The run
+    ends FAILED naming the step, in one line with exit code 2, and no accuracy is reported anywhere."""
+    import torch
+
+    import workbench.training.trainer as trainer
+
+    real = trainer._optimizer
+
+    def overflowing(model, cfg, device):
+        opt = real(model, cfg, device)
+
+        def overflow(optimizer, args, kwargs):
+            with torch.no_grad():
+                optimizer.param_groups[0]["params"][0].fill_(float("inf"))
+
+        opt.register_step_post_hook(overflow)
+        return opt
+
+    monkeypatch.setattr(trainer, "_optimizer", overflowing)
+    folder, verbalizer = tiny_mlm_dir
+    code = main(["train", "--method", "prompt-finetune", "--task", "sst2", "--model", str(folder), "--template-id",
+                 "1", "--verbalizer-file", str(verbalizer), "--max-steps", "3", "--eval-every", "2", "--eval-limit",
+                 "8", "--shots", "4", "--no-progress"])
+    captured = capsys.readouterr()
+    assert code == 2 and "Traceback" not in captured.err
+    last = captured.err.strip().splitlines()[-1]
+    assert last.startswith("error: training diverged at step 2 ("), last
+    assert "accuracy" not in captured.out
+    runs = mlflow.search_runs(search_all_experiments=True)
+    assert len(runs) == 1 and runs.iloc[0]["status"] == "FAILED"
+    run = mlflow.get_run(runs.iloc[0]["run_id"])
+    assert "diverged at step 2" in run.data.tags["error"]
+    assert not {"test/accuracy", "eval/accuracy", "eval/best_accuracy"} & set(run.data.metrics)
+
+
+@requires_data("sst2")
+@pytest.mark.parametrize("signum, code", [("SIGTERM", 143), ("SIGINT", 130)])
+def test_a_stop_signal_ends_the_run_killed(tiny_mlm_dir, capsys, monkeypatch, signum, code):
+    """SIGTERM's default would end the process on the spot with its MLflow run left RUNNING: the command line turns
+    it into an exception, as Python does SIGINT, so the run ends KILLED before the process exits."""
+    import os
+    import signal
+
+    import workbench.training
+
+    real = workbench.training.train
+
+    def stopped_at_step_1(*args, on_log=None, **kwargs):
+        def log(step, record):
+            on_log(step, record)
+            os.kill(os.getpid(), getattr(signal, signum))
+        return real(*args, on_log=log, **kwargs)
+
+    monkeypatch.setattr(workbench.training, "train", stopped_at_step_1)
+    before = signal.getsignal(signal.SIGTERM)
+    folder, verbalizer = tiny_mlm_dir
+    assert main(["train", "--method", "prompt-finetune", "--task", "sst2", "--model", str(folder), "--template-id",
+                 "1", "--verbalizer-file", str(verbalizer), "--max-steps", "50", "--eval-limit", "8", "--shots", "4",
+                 "--no-progress"]) == code
+    assert capsys.readouterr().err.strip().splitlines()[-1] in ("terminated (SIGTERM)", "interrupted")
+    runs = mlflow.search_runs(search_all_experiments=True)
+    assert list(runs["status"]) == ["KILLED"]
+    assert signal.getsignal(signal.SIGTERM) is before  # the handler is the command's, not the process's
+
+
 def test_unknown_method_and_option(capsys):
     assert main(["train", "--method", "nope"]) == 2
     assert "unknown method 'nope'" in capsys.readouterr().err

@@ -119,3 +119,54 @@ def test_a_diverged_loss_is_still_reported_with_its_step(tiny_mlm):
     with pytest.raises(FloatingPointError, match="diverged at step 1"):
         train(model, data, [], bb.tokenizer.pad_token_id,
               TrainerConfig(max_steps=5, lr=1e-3, batch_size=4, eval_every=100, progress=False))
+
+
+def test_a_diverged_loss_is_a_workbench_error(tiny_mlm):
+    """The CLI prints a WorkbenchError in one line (exit 2) and the run tracker ends the run FAILED with it."""
+    import copy
+
+    import pytest
+
+    from workbench.errors import WorkbenchError
+
+    bb = copy.deepcopy(tiny_mlm)
+    model, data = _toy(bb)
+    with torch.no_grad():
+        model.head.class_matrix.fill_(float("nan"))
+    with pytest.raises(WorkbenchError, match="diverged at step 1 .*no result is reported"):
+        train(model, data, data[:4], bb.tokenizer.pad_token_id,
+              TrainerConfig(max_steps=3, lr=1e-3, batch_size=4, eval_every=1, progress=False))
+
+
+def test_weights_that_became_non_finite_are_refused_before_they_are_scored(tiny_mlm, monkeypatch):
+    """A finite loss can still push the weights to inf in the update after it (the step's loss was read before):
+    the state is checked before it is evaluated, or kept when there is no dev set."""
+    import copy
+
+    import pytest
+
+    import workbench.training.trainer as trainer
+    from workbench.training.trainer import Diverged
+
+    real = trainer._optimizer
+
+    def overflowing(model, cfg, device):
+        opt = real(model, cfg, device)
+
+        def overflow(optimizer, args, kwargs):
+            with torch.no_grad():
+                optimizer.param_groups[0]["params"][0].fill_(float("inf"))
+
+        opt.register_step_post_hook(overflow)
+        return opt
+
+    monkeypatch.setattr(trainer, "_optimizer", overflowing)
+    for dev in (True, False):
+        bb = copy.deepcopy(tiny_mlm)
+        model, data = _toy(bb)
+        evaluated = []
+        with pytest.raises(Diverged, match="diverged at step 1 .*no longer finite"):
+            train(model, data, data[:4] if dev else [], bb.tokenizer.pad_token_id,
+                  TrainerConfig(max_steps=1, lr=1e-3, batch_size=4, eval_every=1, progress=False),
+                  on_log=lambda step, record: evaluated.append(record))
+        assert not any("eval/accuracy" in r for r in evaluated)  # no accuracy of the broken weights

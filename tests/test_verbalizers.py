@@ -1,5 +1,7 @@
 import pytest
 import torch
+from bad_inputs import Case, run_case
+from conftest import requires_data
 
 from workbench.errors import ConfigError
 from workbench.prompts import Verbalizer, load_verbalizer
@@ -129,3 +131,31 @@ def test_classes_on_one_line_get_a_hint():
     v = Verbalizer.from_lines(["Yes No"], "v.txt")
     with pytest.raises(ConfigError, match=r"1 line of label words, .*'Yes No' is one label word"):
         v.check_classes(("yes", "no"))
+
+
+@pytest.mark.parametrize("lines, policy", [(["not good", "not bad"], "first"), (["good bad", "bad good"], "mean"),
+                                           (["not good, not fun", "not bad, not dull"], "first")],
+                         ids=["same-first-token", "same-tokens-any-order", "same-words-per-class"])
+def test_classes_that_cannot_be_told_apart_are_refused_naming_both(tiny_mlm, lines, policy):
+    v = Verbalizer.from_lines(lines, "v.txt")
+    with pytest.raises(ConfigError) as e:
+        label_word_ids(v, tiny_mlm.tokenizer, policy)
+    message = str(e.value)
+    assert message.startswith("v.txt:2: class 2 (line 2)") and "class 1 (line 1)" in message
+    assert f"cannot be told apart under --multi-token {policy}" in message and "\n" not in message
+
+
+def test_classes_told_apart_by_a_later_token_pass_under_mean(tiny_mlm):
+    v = Verbalizer.from_lines(["not good", "not bad"], "v.txt")
+    assert label_word_ids(v, tiny_mlm.tokenizer, "mean").class_matrix.shape[0] == 2
+
+
+@requires_data("sst2")
+def test_indistinguishable_label_words_are_refused_before_the_model_loads(tiny_mlm_dir, tmp_path, monkeypatch,
+                                                                          capsys):
+    folder, _ = tiny_mlm_dir
+    case = Case("multi-token-first-same-token", ["train", "--task", "sst2", "--model", str(folder), "--template-id",
+                                                 "1", "--verbalizer-file", "v.txt", "--multi-token", "first"],
+                ["v.txt:2: class 2 (line 2) ['not bad']", "class 1 (line 1) ['not good']",
+                 "cannot be told apart under --multi-token first"], {"v.txt": "not good\nnot bad\n"})
+    run_case(case, tmp_path, monkeypatch, capsys)

@@ -15,3 +15,8 @@ class ConfigError(WorkbenchError):
     def __init__(self, message: str, field: str | None = None):
         super().__init__(message)
         self.field = field
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM (a scheduler's stop, `kill PID`), raised where the process was by the command line's handler: it
+    unwinds like Ctrl-C, so every open MLflow run ends KILLED (not left RUNNING) and partial files are closed."""

@@ -82,8 +82,10 @@ def flag_for(field: str | None) -> str | None:
     for flag, path in _ALL.items():
         if path == field:
             return flag
-    if field.split(".", 1)[0] in JOB_SECTIONS:  # `workbench ppt pretrain`, `cot ...`: one flag per field, its name
-        name = field.split(".", 1)[1]
+    section, _, name = field.partition(".")
+    if section in JOB_SECTIONS and name:  # `workbench ppt pretrain`, `cot ...`: one flag per field, its name
+        # (a bare section name, e.g. a saved config's unknown top-level `tune`, has no flag: the printer of an
+        # error must never fail on the field it names)
         return "--no-progress" if name == "progress" else "--" + name.replace("_", "-")
     if field.startswith("method."):
         return f"--option {field.split('.', 1)[1]}=..."

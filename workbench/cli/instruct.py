@@ -79,10 +79,24 @@ def register(subparsers) -> None:
     v.set_defaults(func=_serve)
 
 
+class _RefuseKey(argparse.Action):
+    """`--api-key KEY`: without a flag of this name argparse reads it as an abbreviation of --api-key-env, and the
+    key would be shown back in the message about that variable. Refused here, the value never repeated."""
+
+    def __init__(self, option_strings, dest, **kwargs):
+        super().__init__(option_strings, dest, nargs="?", **kwargs)
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        raise argparse.ArgumentError(self, "a key is never given on the command line (it would stay in the shell's "
+                                           "history and show in process lists; it is not repeated here); put it in "
+                                           "an environment variable and name that with --api-key-env NAME")
+
+
 def _backend_args(p: argparse.ArgumentParser, timeout: float, retries: int) -> None:
     p.add_argument("--model", default=None, help="local model alias/path, or the model name on --api-base")
     p.add_argument("--api-base", default=None, help="OpenAI-compatible endpoint, e.g. http://127.0.0.1:8000/v1")
     p.add_argument("--api-key-env", default=None, help="environment variable holding the API key (with --api-base)")
+    p.add_argument("--api-key", action=_RefuseKey, help=argparse.SUPPRESS)
     p.add_argument("--concurrency", default=None, help="requests in flight (with --api-base; default 4)")
     p.add_argument("--timeout", default=None,
                    help=f"seconds one HTTP attempt may take (with --api-base; default {timeout:g})")

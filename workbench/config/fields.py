@@ -205,6 +205,17 @@ def check_value(f: dataclasses.Field, hint: Any, value: Any, path: str) -> Any:
     return value
 
 
+def check_each_once(values: list | tuple, path: str, what: str, why: str = "") -> None:
+    """A cross-value rule of a list field (a Section's `check()`), in the validator's message shape:
+    `compare.seeds: [13, 13] is not allowed; expected each seed once (13 is given twice)`."""
+    seen: set = set()
+    for value in values:
+        if value in seen:
+            raise ConfigError(f"{path}: {list(values)!r} is not allowed; expected each {what} once ({value!r} is "
+                              f"given twice{'; ' + why if why else ''})", field=path)
+        seen.add(value)
+
+
 def validate(obj: Any) -> None:
     """Check every declared field of a section (type, choices, range), then its cross-field rules."""
     hints = _hints(type(obj))

@@ -17,8 +17,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from importlib import resources
 
-import yaml
-
+from workbench.config.yaml_io import parse_yaml
 from workbench.cot.answers import FEW_SHOT_ANSWER, cot_trigger, direct_trigger
 
 MODES = ("zero-shot", "zero-shot-cot", "few-shot", "manual-cot", "auto-cot")
@@ -68,7 +67,8 @@ def answer_prompt(first: str, rationale: str, answer_type: str) -> str:
 
 def manual_demos(task: str, answer_type: str) -> list[Demo] | None:
     """The project's own Manual-CoT exemplars for a built-in task (None for a task they do not fit)."""
-    data = yaml.safe_load(resources.files("workbench.resources").joinpath("cot/manual.yaml").read_text("utf-8"))
+    source = resources.files("workbench.resources").joinpath("cot/manual.yaml")
+    data = parse_yaml(source.read_text("utf-8"), str(source)).data
     key = "aqua" if answer_type == "letter" and task == "aqua" else "arithmetic" if answer_type == "number" else None
     if key is None:
         return None

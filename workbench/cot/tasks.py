@@ -12,9 +12,8 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-import yaml
-
 from workbench import io
+from workbench.config.yaml_io import load_yaml_file
 from workbench.cot.answers import ANSWER_TYPES, normalize
 from workbench.data.registry import DATA_DIR_ENV
 from workbench.errors import ConfigError, WorkbenchError
@@ -106,10 +105,8 @@ USER_KEYS = {"name": "the task's name (MLflow, demo files)", "data": "the data f
 def _user_task(path: Path, flag: str) -> CotTask:
     if not path.is_file():
         raise ConfigError(f"{flag} {path}: no such file")
-    try:
-        spec = yaml.safe_load(io.read_bytes(path, "task file").decode("utf-8"))
-    except (OSError, UnicodeDecodeError, yaml.YAMLError) as e:
-        raise ConfigError(f"{path}: not readable as YAML ({str(e).splitlines()[0]})") from None
+    # the one safe loader: aliases, duplicate keys and deep nesting are refused, each naming file and line
+    spec = load_yaml_file(path, "task file")
     if not isinstance(spec, dict):
         raise ConfigError(f"{path}: expected a mapping with {', '.join(USER_KEYS)}")
     unknown = sorted(set(spec) - set(USER_KEYS))

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import threading
 import time
 import urllib.error
@@ -311,6 +312,8 @@ class LocalBackend:
 DEFAULT_TIMEOUT = 60.0  # seconds one HTTP attempt may take (connect, first byte, whole answer)
 DEFAULT_RETRIES = 2  # further attempts after a timeout, a dropped connection, HTTP 429 or 5xx
 MAX_RESPONSE_BYTES = 64 * 1024 * 1024
+ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")  # what a shell accepts as a variable name
+SHOWN_ENV_NAME = re.compile(r"[A-Z_][A-Z0-9_]{0,63}")  # OPENAI_API_KEY: safe to repeat in a message
 _RETRY_CODES = (429, 500, 502, 503, 504)
 
 
@@ -369,9 +372,16 @@ class HTTPBackend:
         if api_key_env is not None:
             if not api_key_env.strip():
                 raise ConfigError("--api-key-env: '' is not allowed; expected the name of an environment variable")
+            # The value may be the key itself, given by mistake: it is named in a message only when it reads as a
+            # conventional variable name (upper case, digits, underscores), which a key hardly ever is
+            if not ENV_NAME.fullmatch(api_key_env):
+                raise ConfigError("--api-key-env: the value is not the name of an environment variable (it is not "
+                                  "shown: it may be the key itself); put the key in an environment variable and "
+                                  "give its name, e.g. --api-key-env OPENAI_API_KEY")
             key = os.environ.get(api_key_env)
             if not key:
-                raise ConfigError(f"--api-key-env {api_key_env}: that environment variable is not set (or empty)")
+                shown = api_key_env if SHOWN_ENV_NAME.fullmatch(api_key_env) else "(the name given; not shown)"
+                raise ConfigError(f"--api-key-env {shown}: that environment variable is not set (or empty)")
             self._headers["Authorization"] = f"Bearer {key}"
         self.model = model or self._first_model()
         self.name = f"{self.model}@{self.api_base}"

@@ -48,9 +48,23 @@ class PromptArtifact:
         return self.meta["model"]
 
     def tensor(self) -> torch.Tensor:
+        """The prompt vectors, [tokens, hidden]. safetensors holds tensors only, so nothing in the file can run
+        code; a file that is not the one `ppt pretrain` writes (a pickle put in its place, a cut-off copy) is
+        refused in one line naming it."""
+        from safetensors import SafetensorError
         from safetensors.torch import load_file
 
-        return load_file(str(self.folder / PROMPT_FILE))["prompt"].float()
+        path = self.folder / PROMPT_FILE
+        try:
+            prompt = load_file(str(path)).get("prompt")
+        except (SafetensorError, OSError) as e:
+            raise ConfigError(f"{path}: not a prompt written by `workbench ppt pretrain` (not readable as "
+                              f"safetensors: {str(e).splitlines()[0]}); pre-train it again", field="method.init"
+                              ) from None
+        if prompt is None or prompt.dim() != 2 or prompt.shape[0] != self.tokens:
+            raise ConfigError(f"{path}: not a prompt written by `workbench ppt pretrain` (no 'prompt' tensor of "
+                              f"{self.tokens} vectors, as {META_FILE} says); pre-train it again", field="method.init")
+        return prompt.float()
 
 
 def save_prompt(folder: Path, prompt: torch.Tensor, meta: dict) -> None:
@@ -136,3 +150,4 @@ def check_fits(artifact: PromptArtifact, model: str, identity: dict, tokens: int
         raise ConfigError(f"{tokens_field}: {tokens} tokens, but the prompt in {artifact.folder} has "
                           f"{artifact.tokens}; set {tokens_field.split('.')[-1]}={artifact.tokens} (or pre-train "
                           f"with --prompt-tokens {tokens})", field=tokens_field)
+    artifact.tensor()  # the file itself, read now: a damaged or substituted one is refused before weights load

@@ -55,6 +55,12 @@ class Verbalizer:
         line = self.line(c)
         return f"{self.source}:{line}" if line else self.source
 
+    def describe(self, c: int) -> str:
+        """"class 'pos' (line 2)": class `c` by its name when the file gives one, else its number, for messages."""
+        name = repr(self.classes[c]) if c < len(self.classes) else str(c + 1)
+        line = f" (line {self.line(c)})" if self.line(c) else ""
+        return f"class {name}{line}"
+
     @classmethod
     def from_lines(cls, lines: list[str], source: str = "<string>") -> Verbalizer:
         classes = []
@@ -76,12 +82,9 @@ class Verbalizer:
                     problems.append(ConfigError(f"{self.where(c)}: label word {word!r} appears twice in this class; "
                                                 f"give it once"))
                 elif word in owner:
-                    first = owner[word]
-                    name = repr(self.classes[first]) if first < len(self.classes) else str(first + 1)
-                    line = f" (line {self.line(first)})" if self.line(first) else ""
                     problems.append(ConfigError(
-                        f"{self.where(c)}: label word {word!r} is also a word of class {name}{line}; a label "
-                        f"word can stand for one class only"))
+                        f"{self.where(c)}: label word {word!r} is also a word of {self.describe(owner[word])}; a "
+                        f"label word can stand for one class only"))
                 else:
                     owner[word] = c
         return problems
@@ -302,4 +305,17 @@ def label_word_ids(verbalizer: Verbalizer, tokenizer, multi_token: str | None = 
     for c, ids in per_word:
         for t in ids:  # word score = mean of its tokens; class score = mean of its words
             matrix[c, col[t]] += 1.0 / (len(ids) * words_per_class[c])
+    # Two classes whose rows are equal get equal scores on every input: "not good" and "not bad" under
+    # --multi-token first are both the token "not". Such a classifier can only guess, so it is refused here.
+    for c in range(len(verbalizer.words)):
+        for other in range(c):
+            if torch.equal(matrix[c], matrix[other]):
+                pieces = tokenizer.convert_ids_to_tokens([token_ids[i] for i in matrix[c].nonzero().flatten()])
+                rule = f"--multi-token {multi_token}" if needs_policy else "its label words"
+                fix = "whose first tokens differ" if multi_token == "first" else "made of other tokens"
+                raise ConfigError(
+                    f"{verbalizer.where(c)}: {verbalizer.describe(c)} {list(verbalizer.words[c])} and "
+                    f"{verbalizer.describe(other)} {list(verbalizer.words[other])} cannot be told apart under "
+                    f"{rule}: both are read as the tokens {pieces}, so they score the same on every input; choose "
+                    f"label words {fix}")
     return LabelWordIds(token_ids, matrix, multi_token if needs_policy else None)

@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from typing import ClassVar
 
 from workbench.config import Section, option, validate as validate_fields
-from workbench.config.fields import SEED_MAX
+from workbench.config.fields import SEED_MAX, check_each_once
 from workbench.config.run import DEFAULT_MODEL, RunConfig
 from workbench.data import TaskSpec
 from workbench.data.metrics import EvalScope
@@ -28,6 +28,7 @@ from workbench.stats import PairedDifference, mean_sd
 from workbench.stats import paired_difference as paired_scores
 
 PROTOCOL_SEEDS = (13, 21, 42, 87, 100)  # the LM-BFF seeds
+SAME_SEED_TWICE = "a seed run twice is the same run counted twice"  # n and the spread would be wrong
 COPIED_METRICS = ("eval/accuracy", "eval/best_accuracy", "best_step", "test/accuracy", "test/macro_f1",
                   "trainable_params", "trainable_fraction", "train/seconds", "train/examples_per_s",
                   "test/examples_per_s", "peak_mem_mb", "test/rows")
@@ -65,6 +66,7 @@ class CompareConfig(Section):
             raise ConfigError(f"compare.methods: a method is named twice in {self.methods}", field="compare.methods")
         if not self.seeds:
             raise ConfigError("compare.seeds: no seeds given", field="compare.seeds")
+        check_each_once(self.seeds, "compare.seeds", "seed", SAME_SEED_TWICE)
         for key in ("configs", "trials", "origins"):
             for name in getattr(self, key):
                 if name not in self.methods:

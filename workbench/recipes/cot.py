@@ -11,7 +11,8 @@ build_demos, in order:
 4. the demo file (or, with `format=instruct`, instruction records) and a PNG of the clusters beside it.
 
 evaluate_cot: prompts by mode, generation, answer extraction (two stages for zero-shot-CoT), cleansing,
-exact match; predictions are appended to `out` chunk by chunk (a rerun resumes) and logged to one MLflow run.
+exact match; predictions are appended to `out` every few questions (`PREDICT_CHUNK`: a rerun resumes, a stop loses
+at most those) and logged to one MLflow run.
 """
 
 from __future__ import annotations
@@ -35,7 +36,10 @@ RATIONALE_STOP = ("\nQ:",)  # zero-shot-CoT: a small model runs on into a new qu
 FEW_SHOT_STOP = ("\n\n", "\nQ:")  # demonstrations end with a blank line; so does the answer to the question
 ANSWER_STOP = ("\n",)
 ANSWER_MAX_TOKENS = 32  # the answer stage (Kojima et al.)
-CHUNK = 32  # questions per generator call: the unit of resuming (and of the shared-prefix cache's reuse)
+CHUNK = 32  # Auto-CoT's pool: questions per generator call, the unit of resuming (and of the prefix cache's reuse)
+# evaluate_cot: questions per generator call, their predictions appended as soon as they are answered, so a stop
+# (SIGTERM, Ctrl-C, a server gone) loses at most these; 8 is one batch of the local generator's default
+PREDICT_CHUNK = 8
 RUN_KIND = "cot-eval"
 
 
@@ -366,7 +370,7 @@ def _predict(backend, task: CotTask, cfg: CotEvalConfig, demos: list[Demo], todo
 
     n = cfg.self_consistency
     decoding = Decoding(max_tokens=cfg.max_tokens, temperature=cfg.temperature if n > 1 else 0.0, seed=cfg.seed)
-    chunk_size = max(1, CHUNK // n)
+    chunk_size = PREDICT_CHUNK  # questions, each with its n samples: the loss on a stop counts in questions
     with tqdm(total=len(todo), desc=f"{task.name} {cfg.mode}", unit="q", disable=not cfg.progress) as bar:
         for start in range(0, len(todo), chunk_size):
             chunk = todo[start:start + chunk_size]

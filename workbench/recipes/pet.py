@@ -23,6 +23,7 @@ import math
 import random
 import tempfile
 import time
+import zipfile
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -36,7 +37,7 @@ from workbench.data import Example, FewShotSplit, TaskSpec, check_classes, check
 from workbench.data.metrics import EvalScope
 from workbench.ensemble import (draw_labelled, ensemble_weights, merge, new_examples, per_class, pick_labellers,
                                 softmax)
-from workbench.errors import ConfigError
+from workbench.errors import ConfigError, WorkbenchError
 from workbench.progress import duration
 from workbench.prompts import Template, load_templates
 from workbench.recipes.train import (RunResult, _task_file, config_hash, identity_params, load_pvp, prepare,
@@ -82,9 +83,15 @@ class Scores:
 
     @classmethod
     def load(cls, path: Path) -> Scores:
-        with np.load(path) as f:
-            seconds = f["seconds"].tolist()
-            return cls(float(f["prior"]), f["dev"], f["test"], f["pool"], *seconds)
+        """Scores `save` wrote; arrays only (allow_pickle=False: a pickle or object array in the file is refused,
+        never unpickled), anything else one WorkbenchError naming the file."""
+        try:
+            with np.load(path, allow_pickle=False) as f:
+                seconds = f["seconds"].tolist()
+                return cls(float(f["prior"]), f["dev"], f["test"], f["pool"], *seconds)
+        except (OSError, ValueError, KeyError, TypeError, zipfile.BadZipFile, AttributeError) as e:
+            raise WorkbenchError(f"{path}: not member scores this workbench wrote ({str(e).splitlines()[0]}); "
+                                 f"nothing in it was run") from None
 
 
 @dataclass

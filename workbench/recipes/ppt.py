@@ -115,6 +115,7 @@ def pretrain_prompt(cfg: PretrainConfig, log: Callable[[str], None] | None = Non
     from workbench.ppt.corpus import read_corpus
     from workbench.ppt.formats import build_examples, cls_candidates, get_format
     from workbench.tracking import check_tracking_uri
+    from workbench.training.trainer import read_checkpoint
 
     say = log or (lambda _: None)
     fmt = get_format(cfg.format)
@@ -128,6 +129,10 @@ def pretrain_prompt(cfg: PretrainConfig, log: Callable[[str], None] | None = Non
         say(f"{out}: already pre-trained with these settings (MLflow run {state['run_id']}); nothing to do")
         return PretrainResult(out, state["run_id"], state["heldout_accuracy"], state["train_examples"],
                               state["examples_per_s"], cfg.steps, cfg.steps, state.get("labels", {}))
+    # The resume point is read first, before the corpus and any weights: a refused file costs nothing, and
+    # read_checkpoint never runs code from it (weights_only)
+    checkpoint = out / CHECKPOINT_FILE
+    resume = read_checkpoint(checkpoint) if checkpoint.is_file() else None
     examples_path = out / EXAMPLES_FILE
     if not examples_path.is_file():  # the corpus is read (and checked) before anything loads
         docs = read_corpus(cfg.corpus, cfg.text_field)
@@ -150,7 +155,7 @@ def pretrain_prompt(cfg: PretrainConfig, log: Callable[[str], None] | None = Non
     if not state:  # claimed for these settings before anything else is written into it
         state = {"config": cfg.identity()}
         _write_json(out / STATE_FILE, state)
-    return _run(cfg, fmt, out, state, ref, uri, labeler, None if examples_path.is_file() else built, say)
+    return _run(cfg, fmt, out, state, ref, uri, labeler, None if examples_path.is_file() else built, resume, say)
 
 
 def _read_state(out: Path, cfg: PretrainConfig) -> dict:
@@ -251,7 +256,8 @@ def _encode(encoder, rows: list[Example]) -> list:
     return out
 
 
-def _run(cfg: PretrainConfig, fmt, out: Path, state: dict, ref, uri: str, labeler, built, say) -> PretrainResult:
+def _run(cfg: PretrainConfig, fmt, out: Path, state: dict, ref, uri: str, labeler, built, resume: dict | None,
+         say) -> PretrainResult:
     import torch
 
     from workbench.adaptation.registry import BuildContext
@@ -318,7 +324,6 @@ def _run(cfg: PretrainConfig, fmt, out: Path, state: dict, ref, uri: str, labele
                             eval_every=cfg.eval_every, seed=cfg.seed, progress=cfg.progress,
                             checkpoint_every=cfg.checkpoint_every, weight_decay=0.01)
     checkpoint = out / CHECKPOINT_FILE
-    resume = torch.load(checkpoint, map_location="cpu", weights_only=False) if checkpoint.is_file() else None
     resumed_from = resume["step"] if resume else 0
     meta = {"model": cfg.model, "identity": ref.identity, "format": fmt.name, "template": template.text,
             "words": list(fmt.words), "multi_token": "first", "labels": labels, "config": cfg.identity()}

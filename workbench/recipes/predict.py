@@ -50,10 +50,27 @@ def fetch_run(run_id: str, tracking_uri: str | None, into: Path) -> Path:
     # The same fast check as train, sweep and compare: MLflow's client retries an unreachable server for minutes.
     uri = check_tracking_uri(tracking_uri)
     try:
-        return download_artifact(run_id, ARTIFACT_DIR, uri, into)
+        folder = download_artifact(run_id, ARTIFACT_DIR, uri, into)
     except Exception as e:  # MLflow raises several types for a missing run or artifact
         raise WorkbenchError(f"run {run_id!r} in {uri}: no saved method artifact ({str(e).splitlines()[0]}). "
                              f"Runs of methods that train most weights are saved only with save: always") from None
+    _refuse_instruction_tuning(run_id, folder)
+    return folder
+
+
+def _refuse_instruction_tuning(run_id: str, folder: Path) -> None:
+    """`instruct tune` saves its method artifact the same way, with a config of another shape (a `tune` section, no
+    task or prompt): it generates text rather than labelling rows, so it is refused here, saying what reads it."""
+    try:
+        saved = json.loads((folder / CONFIG).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return  # saved_config reports an unreadable config
+    if isinstance(saved, dict) and "tune" in saved:
+        from workbench.recipes.instruct import RUN_KIND
+
+        raise WorkbenchError(f"run {run_id} is an instruction-tuning run ({RUN_KIND}); `workbench predict` labels "
+                             f"rows with a classification run from `workbench train`; evaluate this one with "
+                             f"`workbench instruct eval --run {run_id}`")
 
 
 def saved_config(folder: Path) -> RunConfig:

@@ -17,11 +17,12 @@ from typing import Any, ClassVar
 
 from workbench.adaptation import Method, get_method, method_for_options
 from workbench.config import RunConfig, SearchSpace, Section, identity, option, paths_with_role, resolve_path
-from workbench.config.fields import ROWS_MAX, SEED_MAX, TRIALS_MAX
+from workbench.config.fields import ROWS_MAX, SEED_MAX, TRIALS_MAX, check_each_once
 from workbench.config.run import flat, top_level_fields
 from workbench.config.space import candidate_values, parse_param
 from workbench.errors import ConfigError
-from workbench.recipes.compare import PROTOCOL_SEEDS, CompareConfig, CompareResult, compare, paired_difference
+from workbench.recipes.compare import (PROTOCOL_SEEDS, SAME_SEED_TWICE, CompareConfig, CompareResult, compare,
+                                       paired_difference)
 from workbench.recipes.train import check_run, train
 from workbench.stats import PairedDifference
 from workbench.sweeps import StudyResult, StudySpec, TrialHandle, TrialOutcome, run_study, study_name
@@ -59,6 +60,9 @@ class SweepConfig(Section):
                                          help="trials of the baseline's own study (resumed if it exists); "
                                               "null: as many as `trials` (equal effort); 0: its "
                                               "defaults, untuned (the table says so)")
+
+    def check(self) -> None:
+        check_each_once(self.final_seeds, "sweep.final_seeds", "seed", SAME_SEED_TWICE)
 
 
 @dataclass

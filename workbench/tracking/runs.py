@@ -27,7 +27,7 @@ import yaml
 
 from workbench.errors import WorkbenchError
 from workbench.tracking.guide import NOTE_TAG, describe_experiment
-from workbench.tracking.uris import redact_url, redact_value, tracking_uri_problem
+from workbench.tracking.uris import hide_run_links, redact_url, redact_value, tracking_uri_problem
 from workbench.tracking.workers import reap_orphan_runs, worker_tags
 
 DEFAULT_TRACKING_URI = "sqlite:///mlflow.db"
@@ -79,6 +79,7 @@ def check_tracking_uri(uri: str | None) -> str:
     import mlflow
 
     label, uri = describe_uri(uri), resolve_tracking_uri(uri)
+    hide_run_links(uri)
     problem = tracking_uri_problem(uri)
     if problem:
         raise WorkbenchError(f"cannot use MLflow tracking URI {label}: {problem}")
@@ -238,6 +239,7 @@ class RunTracker:
 
     def __enter__(self) -> RunTracker:
         mlflow = self.mlflow
+        hide_run_links(self.uri)  # before anything can end a run on this store
         problem = tracking_uri_problem(self.uri)  # quick: never let MLflow create a folder or retry for minutes
         if problem:
             raise WorkbenchError(f"cannot use MLflow tracking URI {redact_url(self.uri)!r}: {problem}")

@@ -56,6 +56,17 @@ def has_secret(text: str) -> bool:
     return isinstance(text, str) and redact_url(text) != text
 
 
+RUN_LINKS_ENV = "MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT"  # MLflow's own switch, read each time a run ends
+
+
+def hide_run_links(uri: str) -> None:
+    """Ending a run on an HTTP store, MLflow prints "View run NAME at: URL" to stdout, the URL built from the
+    store's URI with its user and password in it. For a URI that carries a secret its own switch turns these links
+    off for the rest of the process (the run id is printed by the workbench anyway); other URIs keep them."""
+    if has_secret(uri):
+        os.environ[RUN_LINKS_ENV] = "true"
+
+
 def _tracking_schemes() -> set[str]:
     try:  # MLflow's own registry knows plugins too
         from mlflow.tracking._tracking_service.utils import _tracking_store_registry

@@ -25,9 +25,26 @@ import torch
 import torch.nn.functional as F
 from tqdm.auto import tqdm
 
+from workbench.errors import WorkbenchError
 from workbench.prompts.encoding import EncodedExample, collate
 from workbench.training import distributed
 from workbench.training.classifier import PromptClassifier
+
+
+class Diverged(WorkbenchError, FloatingPointError):
+    """The loss, or a trained parameter, became non-finite (inf or nan) at a step: whatever the run would score
+    next means nothing, so it ends here, in one line naming the step (its MLflow run ends FAILED) and with no
+    accuracy reported."""
+
+
+def _check_finite(params: dict[str, torch.Tensor], step: int) -> None:
+    """Refuse a state that holds a non-finite value (one device read for all parameters) before it is scored or
+    kept: a loss that was finite can still have pushed the weights to inf or nan in the update after it."""
+    finite = torch.stack([torch.isfinite(p).all() for p in params.values()])
+    if not bool(finite.all()):
+        name = next(n for n, ok in zip(params, finite.tolist()) if not ok)
+        raise Diverged(f"training diverged at step {step} ({name} is no longer finite); no result is reported; "
+                       f"lower the learning rate or the weight decay")
 
 
 @dataclass
@@ -303,6 +320,41 @@ def _optimizer(model: PromptClassifier, cfg: TrainerConfig, device: torch.device
     return torch.optim.AdamW(groups, lr=cfg.lr, fused=fused) if fused else torch.optim.AdamW(groups, lr=cfg.lr)
 
 
+def read_checkpoint(path) -> dict:
+    """A checkpoint `train(on_checkpoint=...)` wrote (`torch.save` of tensors, numbers, lists and dicts), read with
+    `weights_only=True`: torch's restricted unpickler refuses any other object before it is built, so a pickle put
+    in the checkpoint's place (by whoever can write or hand over the folder) never runs code. Anything else is one
+    WorkbenchError naming the file."""
+    import pickle
+    import warnings
+
+    from workbench.errors import WorkbenchError
+
+    try:
+        with warnings.catch_warnings():  # a pickle of another protocol warns first; the refusal below says it all
+            warnings.simplefilter("ignore")
+            state = torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as e:  # "Weights only load failed ...": an object a checkpoint never holds
+        # torch's message opens by advising to load it without weights_only (running its code): only its reason, the
+        # lines after that paragraph, is passed on
+        reasons = [line.rpartition("WeightsUnpickler error:")[2].strip() for line in str(e).splitlines()[1:]]
+        reason = next((r for r in reasons if r and not r.startswith("Check the documentation")), "an object")
+        raise WorkbenchError(f"{path}: refused: not a checkpoint this workbench wrote (it holds what a checkpoint "
+                             f"never does: {reason}); nothing in it was run; delete it to start over") from None
+    except (OSError, RuntimeError, EOFError, ValueError) as e:
+        raise WorkbenchError(f"{path}: not readable as a checkpoint ({_first_line(e)}); delete it to start "
+                             f"over") from None
+    if not isinstance(state, dict) or not {"step", "params", "optimizer", "scheduler"} <= set(state):
+        raise WorkbenchError(f"{path}: not a checkpoint this workbench wrote (no step, params, optimizer and "
+                             f"scheduler); delete it to start over")
+    return state
+
+
+def _first_line(e: BaseException) -> str:
+    lines = [line.strip() for line in str(e).splitlines() if line.strip()]
+    return lines[0] if lines else type(e).__name__
+
+
 def _restore(state: dict, trainable: dict[str, torch.nn.Parameter], optimizer, scheduler, best: dict,
              history: list[dict]) -> int:
     """Put a checkpoint's state back (see `train`); returns the step it was taken at."""
@@ -412,7 +464,8 @@ def train(model: torch.nn.Module, train_set: list, dev_set: list, pad_id: int, c
                 if on_log:
                     on_log(s, record)
                 if not math.isfinite(value):
-                    raise FloatingPointError(f"training diverged at step {s} (loss {value}); lower the learning rate")
+                    raise Diverged(f"training diverged at step {s} (loss {value}); no result is reported; lower "
+                                   f"the learning rate")
             pending.clear()
             bar.set_postfix(loss=f"{losses[-1]:.3f}", dev=f"{sign * best['value']:.3f}" if best["state"] is not None
                             else "-")
@@ -436,6 +489,11 @@ def train(model: torch.nn.Module, train_set: list, dev_set: list, pad_id: int, c
             optimizer.zero_grad(set_to_none=True)
             evaluated = {}
             if dev_set and (step % cfg.eval_every == 0 or step == cfg.max_steps):
+                try:
+                    _check_finite(trainable, step)
+                except Diverged:
+                    flush()  # a non-finite loss logged before this step is named at its own step, not this one
+                    raise
                 t0 = time.perf_counter()
                 value = objective.evaluate(model, dev_set)
                 took = time.perf_counter() - t0
@@ -462,6 +520,8 @@ def train(model: torch.nn.Module, train_set: list, dev_set: list, pad_id: int, c
             if stop:
                 break
         flush()
+        if best["state"] is None:  # the last state is the one kept: checked as an evaluated one is
+            _check_finite(trainable, step)
     bar.close()
     seconds = time.perf_counter() - start - eval_seconds
     if best["state"] is not None:
