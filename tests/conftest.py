@@ -87,7 +87,11 @@ def _byte_bpe_tokenizer():
     from tokenizers import ByteLevelBPETokenizer
     from transformers import PreTrainedTokenizerFast
 
-    corpus = [" ".join(WORDS)] * 20 + ["it was a great movie .", "the plot was dull and the actors bad ."] * 20
+    # PPT's label words (yes / maybe / no, options A-P) as whole tokens, as a real vocabulary has them: split into
+    # " " + letters they would all start with the same piece and score alike under the first-piece rule
+    ppt_words = "it was yes maybe no " + " ".join("ABCDEFGHIJKLMNOP")
+    corpus = [" ".join(WORDS)] * 20 + ["it was a great movie .", "the plot was dull and the actors bad ."] * 20 + \
+        [ppt_words] * 20
     bpe = ByteLevelBPETokenizer()
     bpe.train_from_iterator(corpus, vocab_size=400, min_frequency=1, special_tokens=["<pad>", "<eos>"])
     return PreTrainedTokenizerFast(tokenizer_object=bpe._tokenizer, pad_token="<pad>", eos_token="<eos>")

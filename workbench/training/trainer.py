@@ -328,8 +328,6 @@ def read_checkpoint(path) -> dict:
     import pickle
     import warnings
 
-    from workbench.errors import WorkbenchError
-
     try:
         with warnings.catch_warnings():  # a pickle of another protocol warns first; the refusal below says it all
             warnings.simplefilter("ignore")
