@@ -66,9 +66,7 @@ def _refuse_instruction_tuning(run_id: str, folder: Path) -> None:
     except (OSError, ValueError):
         return  # saved_config reports an unreadable config
     if isinstance(saved, dict) and "tune" in saved:
-        from workbench.recipes.instruct import RUN_KIND
-
-        raise WorkbenchError(f"run {run_id} is an instruction-tuning run ({RUN_KIND}); `workbench predict` labels "
+        raise WorkbenchError(f"run {run_id} is an instruction-tuning run; `workbench predict` labels "
                              f"rows with a classification run from `workbench train`; evaluate this one with "
                              f"`workbench instruct eval --run {run_id}`")
 
