@@ -63,6 +63,26 @@ def _isolated_env(tmp_path, monkeypatch, _migrated_store):
     torch.set_num_threads(threads)
 
 
+def overflow_after_each_step(monkeypatch) -> None:
+    """Every optimizer step of the trainer ends by setting a trainable weight to inf: a finite loss, then weights that
+    are not (what a too-large learning rate does in one update)."""
+    import workbench.training.trainer as trainer
+
+    real = trainer._optimizer
+
+    def overflowing(model, cfg, device):
+        opt = real(model, cfg, device)
+
+        def overflow(optimizer, args, kwargs):
+            with torch.no_grad():
+                optimizer.param_groups[0]["params"][0].fill_(float("inf"))
+
+        opt.register_step_post_hook(overflow)
+        return opt
+
+    monkeypatch.setattr(trainer, "_optimizer", overflowing)
+
+
 def _wordpiece_tokenizer():
     from tokenizers import Tokenizer, models, normalizers, pre_tokenizers, processors
     from transformers import PreTrainedTokenizerFast

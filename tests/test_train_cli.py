@@ -5,7 +5,7 @@ import pytest
 
 from workbench.cli import main
 
-from conftest import requires_data
+from conftest import overflow_after_each_step, requires_data
 
 FIXED_METRICS = {"train/loss", "eval/accuracy", "test/accuracy", "trainable_params", "trainable_fraction",
                  "train/seconds", "train/examples_per_s", "peak_mem_mb"}
@@ -87,23 +87,7 @@ def test_bad_verbalizer_fails_before_training(tiny_mlm_dir, tmp_path, capsys):
 def test_a_run_whose_weights_diverged_is_failed_with_its_step_and_no_accuracy(tiny_mlm_dir, capsys, monkeypatch):
     """The first update pushes a weight to inf (a finite loss before it), found before step 2 is scored. The run
     ends FAILED naming the step, in one line with exit code 2, and no accuracy is reported anywhere."""
-    import torch
-
-    import workbench.training.trainer as trainer
-
-    real = trainer._optimizer
-
-    def overflowing(model, cfg, device):
-        opt = real(model, cfg, device)
-
-        def overflow(optimizer, args, kwargs):
-            with torch.no_grad():
-                optimizer.param_groups[0]["params"][0].fill_(float("inf"))
-
-        opt.register_step_post_hook(overflow)
-        return opt
-
-    monkeypatch.setattr(trainer, "_optimizer", overflowing)
+    overflow_after_each_step(monkeypatch)
     folder, verbalizer = tiny_mlm_dir
     code = main(["train", "--method", "prompt-finetune", "--task", "sst2", "--model", str(folder), "--template-id",
                  "1", "--verbalizer-file", str(verbalizer), "--max-steps", "3", "--eval-every", "2", "--eval-limit",

@@ -8,6 +8,8 @@ from workbench.data import Example
 from workbench.training import PromptClassifier, TrainerConfig, VerbalizerHead, predict, train
 from workbench.training.trainer import _autocast, _optimizer, accuracy
 
+from conftest import overflow_after_each_step
+
 ROWS = [Example(f"r{i}", {"sentence": s}, y) for i, (s, y) in enumerate(
     [("great fun", 1), ("dull plot", 0), ("good film", 1), ("bad story", 0)] * 4)]
 
@@ -145,22 +147,9 @@ def test_weights_that_became_non_finite_are_refused_before_they_are_scored(tiny_
 
     import pytest
 
-    import workbench.training.trainer as trainer
     from workbench.training.trainer import Diverged
 
-    real = trainer._optimizer
-
-    def overflowing(model, cfg, device):
-        opt = real(model, cfg, device)
-
-        def overflow(optimizer, args, kwargs):
-            with torch.no_grad():
-                optimizer.param_groups[0]["params"][0].fill_(float("inf"))
-
-        opt.register_step_post_hook(overflow)
-        return opt
-
-    monkeypatch.setattr(trainer, "_optimizer", overflowing)
+    overflow_after_each_step(monkeypatch)
     for dev in (True, False):
         bb = copy.deepcopy(tiny_mlm)
         model, data = _toy(bb)
