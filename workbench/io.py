@@ -76,9 +76,6 @@ def read_bytes(path: str | os.PathLike, what: str = "file", max_bytes: int = TEX
     return data
 
 
-__all__ = ["DATA_MAX_BYTES", "TEXT_MAX_BYTES", "check_regular_file", "read_bytes"]
-
-
 def sha256_file(path: str | os.PathLike) -> str:
     """The file's SHA-256, read a mebibyte at a time (model weights run to gigabytes)."""
     h = hashlib.sha256()
@@ -86,3 +83,6 @@ def sha256_file(path: str | os.PathLike) -> str:
         for block in iter(lambda: f.read(MIB), b""):
             h.update(block)
     return h.hexdigest()
+
+
+__all__ = ["DATA_MAX_BYTES", "TEXT_MAX_BYTES", "check_regular_file", "read_bytes", "sha256_file"]
