@@ -20,9 +20,9 @@ import sys
 import time
 from pathlib import Path
 
-from workbench.config import RunConfig
+from workbench.runs import RunConfig
 from workbench.config.space import parse_scalar
-from workbench.recipes.train import fit_and_score, prepare
+from workbench.runs import fit_and_score, prepare
 from workbench.stats import paired_difference
 
 

@@ -445,9 +445,9 @@ def test_soft_word_reads_as_the_word():
 
 def test_p_tuning_keeps_soft_slots(tmp_path):
     from workbench.adaptation import get_method
-    from workbench.config import RunConfig
+    from workbench.runs import RunConfig
     from workbench.data import load_task_yaml
-    from workbench.recipes.train import load_pvp
+    from workbench.runs import load_pvp
 
     for name, text in task(**{"soft.txt": '{"placeholder": "text_a"} It {"soft"} {"mask"}.\n',
                               "v.txt": VERBALIZER}).items():
@@ -464,7 +464,7 @@ def test_p_tuning_keeps_soft_slots(tmp_path):
 def test_predict_input_without_the_task_text_column(tmp_path, monkeypatch, capsys):
     from mlflow import MlflowClient
 
-    from workbench.config import RunConfig
+    from workbench.runs import RunConfig
 
     for name, text in task().items():
         (tmp_path / name).write_text(text, encoding="utf-8")

@@ -4,7 +4,7 @@ that names the URI, field, flag, file or folder, with exit code 2, no traceback,
 the folder a URI names, and without a password of a URL in the message.
 
 After the table: a study that exists needs --resume and the same settings, a port in use, and the train path
-(which checks its tracking URI only after the model loads until recipes/train.py checks it first).
+(which checks its tracking URI only after the model loads until the one-model job checks it first).
 """
 
 from __future__ import annotations

@@ -11,9 +11,10 @@ import mlflow
 import pytest
 
 from workbench.cli import main
-from workbench.config import RunConfig
+from workbench.runs import RunConfig
 from workbench.errors import ConfigError, WorkbenchError
-from workbench.recipes.compare import CompareConfig, MethodRow, compare, paired_difference, tuning_note
+from workbench.recipes.compare import CompareConfig, compare
+from workbench.runs.comparison import MethodRow, paired_difference, tuning_note
 from workbench.recipes.dashboard import dashboard_command
 from workbench.recipes.sweep import SweepConfig, sweep
 

@@ -16,7 +16,7 @@ from workbench.training.trainer import COMPILE_MIN_STEPS, compile_plan
 
 pytestmark = pytest.mark.heavy  # torch.compile: inductor and dynamo
 
-TRAINING = [name for name, m in all_methods().items() if m.trains and m.recipe is None]
+TRAINING = [name for name, m in all_methods().items() if m.trains and not m.own_job]
 NO_DROPOUT = {"lora": {"dropout": 0.0}, "finetune": {"dropout": 0.0}}
 
 

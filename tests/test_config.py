@@ -12,7 +12,9 @@ import yaml
 
 import workbench as wb
 from workbench.cli import main
-from workbench.config import RunConfig, SearchSpace, paths_with_role, resolve_path
+from workbench.runs import RunConfig
+from workbench.config import SearchSpace
+from workbench.runs.config import paths_with_role, resolve_path
 from workbench.errors import ConfigError
 
 from conftest import no_runs_in_store
@@ -188,7 +190,7 @@ def declared_classes() -> list[type]:
     from workbench.config.fields import Section
 
     for module in pkgutil.walk_packages(wb.__path__, "workbench."):
-        if module.name.startswith(("workbench.recipes.", "workbench.adaptation.")):
+        if module.name.startswith(("workbench.recipes.", "workbench.adaptation.", "workbench.runs.")):
             importlib.import_module(module.name)
     found: list[type] = [m.options for m in all_methods().values()]
     todo = [Section]

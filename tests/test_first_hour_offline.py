@@ -182,9 +182,9 @@ def test_a_hub_failure_is_one_line(tmp_path, monkeypatch, capsys):
 # --- a task YAML names its template and verbalizer files -----------------------------------------------------------
 
 def test_task_yaml_templates_and_verbalizer_are_used(tiny_mlm_dir, tmp_path):
-    from workbench.config import RunConfig
+    from workbench.runs import RunConfig
     from workbench.data import load_task_yaml
-    from workbench.recipes.train import prepare
+    from workbench.runs import prepare
 
     folder, other_verbalizer = tiny_mlm_dir
     write(tmp_path, FILES)

@@ -15,7 +15,7 @@ import torch
 from bad_inputs import Case, run_case
 from conftest import _byte_bpe_tokenizer, no_runs_in_store
 
-from workbench.config.run import TrackingConfig, TrainConfig
+from workbench.config import TrackingConfig, TrainConfig
 from workbench.errors import ConfigError
 from workbench.instruct.mix import MixConfig, build_mixture
 from workbench.instruct.templates import default_templates_dir, load_template_set

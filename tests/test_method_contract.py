@@ -13,7 +13,8 @@ import pytest
 import torch
 
 from workbench.adaptation import all_methods, get_method
-from workbench.config import RunConfig, resolve_path
+from workbench.runs import RunConfig
+from workbench.runs.config import resolve_path
 from workbench.config.fields import MethodOptions, alternatives, meta
 from workbench.config.space import candidate_values
 from workbench.errors import ConfigError

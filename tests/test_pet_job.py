@@ -274,7 +274,7 @@ def test_pool_from_the_training_split_excludes_every_labelled_shot(sst2_ipet, tm
 
 def test_pool_from_a_small_training_split_is_every_row_but_the_labelled_shots(tmp_path):
     """With a pool option larger than what is left, the pool is exactly the training rows that are not shots."""
-    from workbench.config import RunConfig
+    from workbench.runs import RunConfig
     from workbench.data import get_task
     from workbench.recipes.pet import plan
 

@@ -158,7 +158,7 @@ def run_cfg(task: Path, model: Path, method: dict, **over):
 def test_pretrained_prompt_round_trips_into_prompt_tuning_and_p_tuning(tmp_path, tiny_causal_dir):
     from workbench.ppt.artifact import read_prompt
     from workbench.recipes.ppt import pretrain_prompt
-    from workbench.recipes.train import prepare
+    from workbench.runs import prepare
 
     result = pretrain_prompt(pretrain_cfg(tmp_path, tiny_causal_dir, format="unified", steps=2, examples=30))
     saved = read_prompt(result.out, "t").tensor()
@@ -269,7 +269,7 @@ def test_cls_pseudo_labels_from_a_classifier_run(tmp_path, tiny_causal_dir):
     import workbench as wb
     from workbench.data import Example
     from workbench.recipes.ppt import pretrain_prompt
-    from workbench.recipes.predict import fetch_run, rebuild
+    from workbench.runs.saved import fetch_run, rebuild
     from workbench.training import predict
 
     five = tmp_path / "five"

@@ -87,7 +87,7 @@ def test_trials_say_i_of_n_best_so_far_and_time_left(tmp_path):
 
 @requires_data("sst2")
 def test_sweep_trials_without_bars_print_a_line_per_evaluation(tmp_path, tiny_mlm_dir):
-    from workbench.config import RunConfig
+    from workbench.runs import RunConfig
     from workbench.recipes.sweep import SweepConfig, sweep
 
     folder, verbalizer = tiny_mlm_dir

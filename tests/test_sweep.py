@@ -9,7 +9,9 @@ from optuna.trial import TrialState
 
 from workbench.adaptation import all_methods, get_method
 from workbench.cli import main
-from workbench.config import Categorical, Float, RunConfig, SearchSpace, parse_param, resolve_path
+from workbench.config import Categorical, Float, SearchSpace, parse_param
+from workbench.runs import RunConfig
+from workbench.runs.config import resolve_path
 from workbench.config.space import candidate_values
 from workbench.errors import ConfigError, WorkbenchError
 from workbench.recipes.sweep import SweepConfig, plan, search_space, sweep

@@ -21,7 +21,7 @@ __version__ = "0.1.0"
 
 # public name -> module that defines it
 _EXPORTS = {
-    "RunConfig": "workbench.config", "PromptConfig": "workbench.config", "TrainConfig": "workbench.config",
+    "RunConfig": "workbench.runs", "PromptConfig": "workbench.runs", "TrainConfig": "workbench.config",
     "EvalConfig": "workbench.config", "TrackingConfig": "workbench.config", "MethodOptions": "workbench.config",
     "option": "workbench.config", "SearchSpace": "workbench.config", "Float": "workbench.config",
     "Int": "workbench.config", "Categorical": "workbench.config",
@@ -30,7 +30,7 @@ _EXPORTS = {
     "TaskSpec": "workbench.data", "Template": "workbench.prompts", "Verbalizer": "workbench.prompts",
     "parse_template": "workbench.prompts", "load_templates": "workbench.prompts",
     "load_verbalizer": "workbench.prompts",
-    "train": "workbench.recipes.train", "RunResult": "workbench.recipes.train",
+    "train": "workbench.recipes.jobs", "RunResult": "workbench.runs",
     "sweep": "workbench.recipes.sweep", "SweepConfig": "workbench.recipes.sweep",
     "SweepResult": "workbench.recipes.sweep",
     "compare": "workbench.recipes.compare", "CompareConfig": "workbench.recipes.compare",
@@ -84,8 +84,8 @@ def __dir__() -> list[str]:
 
 if TYPE_CHECKING:  # for type checkers and editors; at run time __getattr__ imports on first use
     from workbench.adaptation.registry import BuildContext, Method, get_method, register_method  # noqa: F401
-    from workbench.config import (Categorical, EvalConfig, Float, Int, MethodOptions, PromptConfig, RunConfig,  # noqa: F401
-                                  SearchSpace, TrackingConfig, TrainConfig, option)
+    from workbench.config import (Categorical, EvalConfig, Float, Int, MethodOptions, SearchSpace,  # noqa: F401
+                                  TrackingConfig, TrainConfig, option)
     from workbench.data import TaskSpec  # noqa: F401
     from workbench.errors import ConfigError, WorkbenchError  # noqa: F401
     from workbench.prompts import Template, Verbalizer, load_templates, load_verbalizer, parse_template  # noqa: F401
@@ -94,6 +94,7 @@ if TYPE_CHECKING:  # for type checkers and editors; at run time __getattr__ impo
     from workbench.recipes.cot import CotDemosConfig, CotEvalConfig, build_demos, evaluate_cot  # noqa: F401
     from workbench.recipes.instruct import (FlanConfig, TuneConfig, ZeroShotConfig, evaluate_zero_shot, flan,  # noqa: F401
                                             tune)
+    from workbench.recipes.jobs import train  # noqa: F401
     from workbench.recipes.ppt import PretrainConfig, PretrainResult, pretrain_prompt  # noqa: F401
     from workbench.recipes.sweep import SweepConfig, SweepResult, sweep  # noqa: F401
-    from workbench.recipes.train import RunResult, train  # noqa: F401
+    from workbench.runs import PromptConfig, RunConfig, RunResult  # noqa: F401

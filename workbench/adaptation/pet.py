@@ -3,7 +3,7 @@ and repetition, their ensemble's soft labels on unlabelled text, and a classifie
 retrains the models for several generations, each on the labelled examples plus pool examples labelled by the
 other models of the previous generation.
 
-The job (many models, an ensemble, distillation) is the recipe `workbench.recipes.pet`; this module declares the
+The job (many models, an ensemble, distillation) is run by the recipes' job table; this module declares the
 options and builds one of the job's models, a `prompt-finetune` model of one PVP. Defaults follow PET's code and
 paper (../shared/reference/METHODS.md, section 5) except `repetitions` (PET: 3), kept at 1 so a CPU run takes
 minutes, and `lm_weight` (PET's flag `--lm_training` is off by default too).
@@ -99,11 +99,11 @@ SPACE = SearchSpace({"train.lr": Float(5e-6, 1e-4, log=True), "train.batch_size"
 
 register_method(Method(
     name="pet", summary="an ensemble of prompt-finetune models, one per PVP, distilled on unlabelled text (PET)",
-    options=PetOptions, build=prompt_finetune.build, space=SPACE, recipe="workbench.recipes.pet:train_pet",
+    options=PetOptions, build=prompt_finetune.build, space=SPACE, own_job=True,
     needs_shots=False,
 ))
 register_method(Method(
     name="ipet", summary="PET retrained for generations on pool data labelled by the other models (iPET)",
-    options=IpetOptions, build=prompt_finetune.build, space=SPACE, recipe="workbench.recipes.pet:train_pet",
+    options=IpetOptions, build=prompt_finetune.build, space=SPACE, own_job=True,
     needs_shots=False,
 ))

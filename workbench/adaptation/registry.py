@@ -94,11 +94,10 @@ class Method:
     extra_tokens: Callable[[Any], int] | None = None
     # Runs after build with the model and the encoder, and returns the encoder to use (ICL's demonstrations).
     after_build: Callable[[BuildContext, Any, PromptClassifier, PromptEncoder], PromptEncoder] | None = None
-    # A method that is a job of several models (PET's ensemble and distillation) names the function that runs it
-    # in place of the one-model recipe, as "module:function" with `workbench.train`'s signature; `build` then
-    # builds one of its models. Named, not imported: the library never imports a recipe. The module's `plan(cfg)`
-    # checks a config without loading a model (what a sweep or a comparison runs once, before its first run).
-    recipe: str | None = None
+    # True: a job of several models (PET's ensemble and distillation) that runs in place of the one-model run;
+    # `build` then builds one of its models. The method says *that* it is a job, not where the job lives: the
+    # recipes' job table (`workbench.recipes.jobs`) runs it, and the library never names a recipe.
+    own_job: bool = False
     # False: runs with no labelled examples (`shots: 0`) are allowed (zero-shot PET/iPET).
     needs_shots: bool = True
     # True: `build` also works with `ctx.objective == "generate"` (no task, template or split; `make_head` gives
@@ -107,7 +106,7 @@ class Method:
 
     def make_options(self, **values: Any) -> MethodOptions:
         """The options object, checked: unknown names and bad values are one-line ConfigErrors."""
-        from workbench.config.run import build_section
+        from workbench.config.sections import build_section
 
         return build_section(self.options, values, "method")
 
@@ -138,8 +137,6 @@ class MethodRegistry:
         if undocumented:
             raise WorkbenchError(f"method {method.name!r}: option(s) {undocumented} are not declared with "
                                  f"workbench.option(default, help=...)")
-        if method.recipe is not None and ":" not in method.recipe:
-            raise WorkbenchError(f"method {method.name!r}: recipe {method.recipe!r} must be 'module:function'")
         method.options()  # the defaults must pass the option's own checks
         self._methods[method.name] = method
         self._by_options[method.options] = method

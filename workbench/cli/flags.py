@@ -10,8 +10,8 @@ from __future__ import annotations
 import argparse
 import dataclasses
 
-from workbench.config import RunConfig
-from workbench.config.run import SECTIONS
+from workbench.runs import RunConfig
+from workbench.runs.config import SECTIONS
 
 # flag -> dotted path of the run config field it sets
 RUN_FLAGS = {

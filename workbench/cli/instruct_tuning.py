@@ -45,7 +45,7 @@ def _sections(args: argparse.Namespace, cls):
 
     from workbench.cli.flags import section_from_args
     from workbench.config import parse_scalar
-    from workbench.config.run import TrackingConfig, TrainConfig
+    from workbench.config import TrackingConfig, TrainConfig
     from workbench.errors import ConfigError
 
     options = {}

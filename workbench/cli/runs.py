@@ -34,7 +34,7 @@ def typed_flags(args: argparse.Namespace) -> dict[str, Any]:
     """The flags the user typed, as dotted paths (argparse keeps the rest out: default=SUPPRESS). Values are
     read as YAML scalars, like overrides, so a number is a number in error messages too."""
     from workbench.config import parse_scalar
-    from workbench.config.run import top_level_fields
+    from workbench.runs.config import top_level_fields
 
     flags = {k: (parse_scalar(v) if isinstance(v, str) else v) for k, v in vars(args).items()
              if k == "method" or "." in k and not k.startswith(("sweep.", "compare."))}
@@ -50,7 +50,7 @@ def typed_flags(args: argparse.Namespace) -> dict[str, Any]:
 
 def run_config(args: argparse.Namespace):
     """`--config FILE`, then every flag and override the user typed: what is typed always wins over the file."""
-    from workbench.config import RunConfig
+    from workbench.runs import RunConfig
 
     raw: dict = {}
     if getattr(args, "config", None):
@@ -62,7 +62,7 @@ def run_config(args: argparse.Namespace):
 
 
 def cmd_train(args: argparse.Namespace) -> None:
-    from workbench.recipes.train import train
+    from workbench.recipes.jobs import train
 
     from tqdm.auto import tqdm
 
@@ -104,7 +104,8 @@ def _ints(text: str, flag: str) -> list[int]:
 
 
 def cmd_sweep(args: argparse.Namespace) -> None:
-    from workbench.config import parse_param, paths_with_role
+    from workbench.config import parse_param
+    from workbench.runs.config import paths_with_role
     from workbench.recipes.sweep import SweepConfig, sweep
 
     run = run_config(args)
@@ -125,7 +126,7 @@ def cmd_sweep(args: argparse.Namespace) -> None:
 
 
 def cmd_compare(args: argparse.Namespace) -> None:
-    from workbench.config.run import top_level_fields
+    from workbench.runs.config import top_level_fields
     from workbench.recipes.compare import CompareConfig, compare
 
     # task, model and shots are the comparison's own fields; every other typed flag is shared by all its runs

@@ -22,7 +22,8 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 from workbench.config.fields import BATCH_MAX, ROWS_MAX, SEED_MAX, TOKENS_MAX, Section, option, validate
-from workbench.config.run import DEFAULT_MODEL, TrackingConfig, TrainConfig, method_options, section_dict
+from workbench.config import DEFAULT_MODEL, TrackingConfig, TrainConfig
+from workbench.runs.config import method_options, section_dict
 from workbench.errors import ConfigError
 
 RUN_KIND, EVAL_KIND, FLAN_KIND = "instruct-tune", "instruct-eval", "instruct-flan"
@@ -133,7 +134,8 @@ def tune(cfg: TuneConfig, backbone=None, log: Callable[[str], None] | None = Non
     from workbench.adaptation.artifacts import ARTIFACT_DIR, save_trained
     from workbench.instruct.tuning_data import encode_records, read_tuning_data
     from workbench.models import load_backbone, load_tokenizer, resolve_model
-    from workbench.recipes.train import _context_length, trainer_settings
+    from workbench.runs.fit import trainer_settings
+    from workbench.runs.prepared import context_length
     from workbench.tracking import RunTracker, check_tracking_uri
     from workbench.training.causal_lm import InstructionModel
     from workbench.training.trainer import LanguageModeling, peak_memory_mb, pick_device
@@ -149,7 +151,7 @@ def tune(cfg: TuneConfig, backbone=None, log: Callable[[str], None] | None = Non
     ref = resolve_model(cfg.model) if backbone is None else None
     tokenizer = backbone.tokenizer if backbone is not None else load_tokenizer(ref)
     extra = method.extra_tokens(opts) if method.extra_tokens else 0
-    max_length = min(cfg.max_length, _context_length(ref, backbone)) - extra
+    max_length = min(cfg.max_length, context_length(ref, backbone)) - extra
     if max_length < 8:
         raise ConfigError(f"tune.max_length: {cfg.max_length} leaves {max_length} tokens after the method's {extra} "
                           f"prompt tokens; raise --max-length", field="tune.max_length")

@@ -32,7 +32,6 @@ import numpy as np
 
 from workbench.adaptation import method_for_options
 from workbench.adaptation.pet import PetOptions
-from workbench.config import RunConfig
 from workbench.data import Example, FewShotSplit, TaskSpec, check_classes, check_no_leakage, few_shot_split, get_task
 from workbench.data.metrics import EvalScope
 from workbench.ensemble import (draw_labelled, ensemble_weights, merge, new_examples, per_class, pick_labellers,
@@ -40,8 +39,10 @@ from workbench.ensemble import (draw_labelled, ensemble_weights, merge, new_exam
 from workbench.errors import ConfigError, WorkbenchError
 from workbench.progress import duration
 from workbench.prompts import Template, load_templates
-from workbench.recipes.train import (RunResult, _task_file, config_hash, identity_params, load_pvp, prepare,
-                                     resolved_config, resolved_tree, run_name, run_tags, trainer_config)
+from workbench.runs import (RunConfig, RunResult, config_hash, identity_params, load_pvp, prepare, resolved_config,
+                            run_name, run_tags, trainer_config)
+from workbench.runs.identity import resolved_tree
+from workbench.runs.prepared import task_file
 
 MEMBER_KIND = "pet-member"
 SCORES = "scores.npz"
@@ -95,7 +96,7 @@ class Scores:
 
 
 @dataclass
-class Job:
+class PetPlan:
     """A PET/iPET job, checked: everything that can be wrong with the input fails here, before a model loads."""
 
     cfg: RunConfig
@@ -161,7 +162,7 @@ def pvp_config(cfg: RunConfig, template_id: int, verbalizer: str | None) -> RunC
     return cfg.with_overrides(changes)
 
 
-def plan(cfg: RunConfig) -> Job:
+def plan(cfg: RunConfig) -> PetPlan:
     """Check the config, the task's data, every PVP, the pool and iPET's arithmetic; load no model."""
     cfg.validate()
     opts = cfg.method
@@ -192,7 +193,7 @@ def plan(cfg: RunConfig) -> Job:
             raise ConfigError(f"method.unlabeled: iPET generation {g + 1} gives each model {need:,} pool examples, but "
                               f"the pool has {len(pool):,} (from {source}); use a larger pool (--option unlabeled=N, "
                               f"or a longer unlabeled file) or fewer generations", field="method.unlabeled")
-    return Job(cfg, task, opts, split, eval_split, all_eval[: cfg.eval.limit], len(all_eval), pool, source, pvps,
+    return PetPlan(cfg, task, opts, split, eval_split, all_eval[: cfg.eval.limit], len(all_eval), pool, source, pvps,
                reduction, counts)
 
 
@@ -204,7 +205,7 @@ def _pvps(cfg: RunConfig, task: TaskSpec, opts: PetOptions) -> list[tuple[int, s
                               "template file (prompt.template)", field="method.patterns")
         ids = [cfg.prompt.template_id]
     else:
-        path = Path(cfg.prompt.template) if cfg.prompt.template else _task_file(task, "template")
+        path = Path(cfg.prompt.template) if cfg.prompt.template else task_file(task, "template")
         templates = load_templates(path)
         for t in chosen or []:
             if t not in templates:
@@ -279,7 +280,7 @@ def train_pet(cfg: RunConfig, backbone=None, on_eval: Callable[[int, float], Non
         return replace(result, run_id=tracker.run_id)
 
 
-def _run(job: Job, backbone, pretrained, tracker, on_eval, say) -> RunResult:
+def _run(job: PetPlan, backbone, pretrained, tracker, on_eval, say) -> RunResult:
     labels = {"dev": np.array([e.label for e in job.split.dev]), "test": np.array([e.label for e in job.eval_rows])}
     extra: dict[int, list[Example]] = {}  # iPET: each member's pool examples, labelled by the previous generation
     timer = Timer(job.size * job.generations, say)
@@ -339,7 +340,7 @@ def generation_summary(scores: list[Scores], ensemble: dict[str, np.ndarray], la
     return out
 
 
-def next_training_sets(job: Job, generation: int, scores: list[Scores], weights: np.ndarray,
+def next_training_sets(job: PetPlan, generation: int, scores: list[Scores], weights: np.ndarray,
                        tracker) -> dict[int, list[Example]]:
     """iPET: for each member of the next generation, pool examples labelled by a random few of the others of this
     one, per class in the labelled shots' proportions, drawn by confidence (`workbench.ensemble`)."""
@@ -367,7 +368,7 @@ class Final:
     dev: np.ndarray
     test: np.ndarray
     test_seconds: float
-    prepared: object  # the distilled model's Prepared; None for the ensemble
+    prepared: object  # the distilled model's PreparedRun; None for the ensemble
     train_seconds: float = 0.0
     best_step: int = 0
     steps: int = 0
@@ -375,7 +376,7 @@ class Final:
 
 # ---- one member -------------------------------------------------------------------------------------------------
 
-def run_member(job: Job, m: Member, extra: list[Example], backbone, pretrained, parent) -> Scores:
+def run_member(job: PetPlan, m: Member, extra: list[Example], backbone, pretrained, parent) -> Scores:
     """Train one member in a nested run and return its scores (also saved in the run, for a resume)."""
     from workbench.tracking import RunTracker
     from workbench.training import predict
@@ -450,7 +451,7 @@ def _log_training_set(run, examples: list[Example], task: TaskSpec) -> None:
 
 # ---- distillation and the result --------------------------------------------------------------------------------
 
-def distill(job: Job, teacher: np.ndarray, backbone, pretrained, tracker) -> Final:
+def distill(job: PetPlan, teacher: np.ndarray, backbone, pretrained, tracker) -> Final:
     """Train the student on the pool with the ensemble's scores as soft targets (temperature `opts.temperature`),
     choosing its state by accuracy on the labelled dev split when there is one."""
     from workbench.training import predict
@@ -473,7 +474,7 @@ def distill(job: Job, teacher: np.ndarray, backbone, pretrained, tracker) -> Fin
     return Final(dev_scores, test_scores, time.perf_counter() - t0, p, fit.seconds, fit.best_step, fit.steps)
 
 
-def finish(job: Job, final: Final, labels: dict, train_seconds: float, tracker, members: int,
+def finish(job: PetPlan, final: Final, labels: dict, train_seconds: float, tracker, members: int,
            pretrained: dict) -> RunResult:
     """Log the reported model's numbers, predictions and (distilled) weights; the run's result."""
     from workbench.adaptation.artifacts import ARTIFACT_DIR, save_trained
@@ -537,7 +538,7 @@ def unfinished_parent(experiment: str, uri: str, digest: str, method: str) -> st
     return run.info.run_id
 
 
-def member_hash(job: Job, m: Member, extra: list[Example]) -> str:
+def member_hash(job: PetPlan, m: Member, extra: list[Example]) -> str:
     """What decides a member's scores, hashed: its run config without the PET-only options (which change other
     members, not this one), its repetition, the pool and its iPET set. Equal hashes, equal scores: a finished
     member is found again by it, in a resumed job or in another (a `pet` and an `ipet` job share generation 0)."""

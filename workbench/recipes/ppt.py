@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import ClassVar
 
 from workbench.config.fields import BATCH_MAX, LR_MAX, ROWS_MAX, SEED_MAX, STEPS_MAX, TOKENS_MAX, Section, option
-from workbench.config.run import DEFAULT_MODEL
+from workbench.config import DEFAULT_MODEL
 from workbench.data.registry import Example
 from workbench.errors import ConfigError, WorkbenchError
 from workbench.ppt.artifact import ARTIFACT_DIR, META_FILE, RUN_ID, save_prompt
@@ -191,7 +191,7 @@ def _fetch_labeler(cfg: PretrainConfig):
     import tempfile
 
     from workbench.data import get_task
-    from workbench.recipes.predict import fetch_run, saved_config
+    from workbench.runs.saved import fetch_run, saved_config
 
     folder = fetch_run(cfg.labeler, cfg.tracking_uri, Path(tempfile.mkdtemp(prefix="ppt-labeler-")))
     run_cfg = saved_config(folder)
@@ -215,7 +215,7 @@ def pseudo_label(candidates: list[Example], cfg: PretrainConfig, backbone, label
     from workbench.training import predict
 
     if labeler is not None:
-        from workbench.recipes.predict import rebuild
+        from workbench.runs.saved import rebuild
 
         folder, run_cfg, task = labeler
         prepared = rebuild(folder, run_cfg)

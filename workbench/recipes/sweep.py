@@ -16,14 +16,15 @@ from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
 from workbench.adaptation import Method, get_method, method_for_options
-from workbench.config import RunConfig, SearchSpace, Section, identity, option, paths_with_role, resolve_path
+from workbench.config import SearchSpace, Section, option
 from workbench.config.fields import ROWS_MAX, SEED_MAX, TRIALS_MAX, check_each_once
-from workbench.config.run import flat, top_level_fields
+from workbench.config.sections import flat
 from workbench.config.space import candidate_values, parse_param
 from workbench.errors import ConfigError
-from workbench.recipes.compare import (PROTOCOL_SEEDS, SAME_SEED_TWICE, CompareConfig, CompareResult, compare,
+from workbench.recipes.jobs import check_run, train
+from workbench.runs.comparison import (PROTOCOL_SEEDS, SAME_SEED_TWICE, CompareConfig, CompareResult, compare,
                                        paired_difference)
-from workbench.recipes.train import check_run, train
+from workbench.runs.config import RunConfig, identity, paths_with_role, resolve_path, top_level_fields
 from workbench.stats import PairedDifference
 from workbench.sweeps import StudyResult, StudySpec, TrialHandle, TrialOutcome, run_study, study_name
 
@@ -200,7 +201,7 @@ def sweep(cfg: SweepConfig, log=print) -> SweepResult:
         configs={p.method.name: {**p.spec.fixed, **result.best_params}},
         trials={p.method.name: result.n_complete + result.n_pruned},
         origins={p.method.name: f"sweep {result.study_name}"}, baseline=baseline or p.method.name,
-        storage=cfg.storage, run_name=f"final-{result.study_name}"), log=log)
+        storage=cfg.storage, run_name=f"final-{result.study_name}"), train, check_run, log=log)
     log("\n" + comparison.table())
     diff = None
     if baseline:

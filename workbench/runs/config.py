@@ -1,4 +1,4 @@
-"""The run config: one typed tree for everything a run needs, mapped one-to-one onto YAML.
+"""The run config (`RunConfig`): one typed tree for everything a run needs, mapped one-to-one onto YAML.
 
     task: sst2            # a built-in name, a task YAML file, or a TaskSpec object
     model: smollm2-135m
@@ -18,18 +18,17 @@ identifies a run or a study is computed from them, never listed by hand.
 from __future__ import annotations
 
 import dataclasses
-import difflib
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
-from workbench.config.fields import (BATCH_MAX, LR_MAX, ROWS_MAX, SEED_MAX, STEPS_MAX, TOKENS_MAX, MethodOptions,
-                                     Section, declared_fields, meta, option, validate)
+from workbench.config.fields import SEED_MAX, TOKENS_MAX, MethodOptions, Section, declared_fields, meta, option, validate
+from workbench.config.sections import (DEFAULT_MODEL, EvalConfig, TrackingConfig, TrainConfig, build_section,
+                                       did_you_mean, flat)
 from workbench.data.registry import TaskSpec
 from workbench.errors import ConfigError
 from workbench.prompts.template import Template
 from workbench.prompts.verbalizer import Verbalizer
 
-DEFAULT_MODEL = "smollm2-135m"
 DEFAULT_METHOD = "prompt-finetune"
 
 
@@ -47,47 +46,6 @@ class PromptConfig(Section):
                                      help="how label words of several tokens are scored (required for such words)")
     max_seq_length: int = option(128, min=8, max=TOKENS_MAX,
                                  help="tokens per input, template included (capped by the model)")
-
-
-@dataclass
-class TrainConfig(Section):
-    section: ClassVar[str] = "train"
-    max_steps: int = option(30, role="budget", min=1, max=STEPS_MAX, help="optimizer steps")
-    lr: float | None = option(None, above=0, max=LR_MAX, help="learning rate; null: the method's default")
-    batch_size: int | None = option(None, min=1, max=BATCH_MAX,
-                                    help="examples per optimizer step (before accumulation); null: the "
-                                         "method's default (`workbench methods NAME`)")
-    grad_accum: int = option(1, min=1, max=1024, help="batches accumulated per optimizer step")
-    warmup_ratio: float = option(0.1, min=0, max=1, help="fraction of steps with a linear warm-up")
-    weight_decay: float = option(0.0, min=0, max=10, help="AdamW weight decay (not on biases and norms)")
-    eval_every: int = option(10, role="budget", min=1, max=STEPS_MAX,
-                             help="evaluate on the few-shot dev split every N steps")
-    patience: int | None = option(None, role="budget", min=1, max=STEPS_MAX,
-                                  help="evaluations without improvement before stopping; null: never stop early")
-    compile: str = option("auto", role="neutral", choices=("auto", "off", "max"),
-                          help="torch.compile the training and evaluation steps over length buckets (CUDA graphs on "
-                               "CUDA); auto: on CUDA for runs long enough to repay compiling, max: always, off: never")
-
-
-@dataclass
-class EvalConfig(Section):
-    section: ClassVar[str] = "eval"
-    split: str | None = option(None, role="study", help="split of the reported number; null: the task's own "
-                                                        "(test for sst2, dev for rte)")
-    limit: int | None = option(None, role="budget", min=1, max=ROWS_MAX,
-                               help="evaluate on the first N rows of that split only (smoke runs; logged)")
-    batch_size: int = option(32, role="neutral", min=1, max=BATCH_MAX, help="examples per evaluation batch")
-
-
-@dataclass
-class TrackingConfig(Section):
-    section: ClassVar[str] = "tracking"
-    uri: str | None = option(None, role="neutral",
-                             help="MLflow tracking URI; null: $MLFLOW_TRACKING_URI or sqlite:///mlflow.db")
-    experiment: str | None = option(None, role="neutral", help="MLflow experiment; null: the task's name")
-    save: str = option("auto", role="neutral", choices=("auto", "always", "never"),
-                       help="save trained weights as a run artifact (auto: parameter-efficient methods only)")
-    progress: bool = option(True, role="neutral", help="progress bars")
 
 
 SECTIONS: dict[str, type[Section]] = {"prompt": PromptConfig, "train": TrainConfig, "eval": EvalConfig,
@@ -127,7 +85,7 @@ class RunConfig(Section):
 
     @property
     def method_name(self) -> str:
-        from workbench.adaptation.registry import method_for_options
+        from workbench.adaptation.registry import method_for_options  # see `method_options`
 
         return method_for_options(self.method).name
 
@@ -169,6 +127,8 @@ class RunConfig(Section):
 
 def method_options(value: Any) -> MethodOptions:
     """A method's options object from an options object, a method name, or {name: ..., option: value}."""
+    # Imported here: the registry loads the built-in methods, and they torch; a config is read and checked in
+    # processes that never train (`workbench --help`, `workbench methods`, the CLI's checks before a model loads).
     from workbench.adaptation.registry import get_method, method_for_options
 
     if isinstance(value, MethodOptions):
@@ -186,18 +146,6 @@ def method_options(value: Any) -> MethodOptions:
                       f"MethodOptions object", field="method")
 
 
-def build_section(cls: type, raw: Any, path: str) -> Any:
-    if not isinstance(raw, dict):
-        raise ConfigError(f"{path}: expected a mapping of fields, got {raw!r}", field=path)
-    known = [f.name for f in declared_fields(cls)]
-    unknown = [k for k in raw if k not in known]
-    if unknown:
-        hint = _did_you_mean(unknown[0], known)
-        raise ConfigError(f"{path}: unknown field(s) {sorted(map(str, unknown))}{hint}; "
-                          f"known: {', '.join(known) or 'none'}", field=f"{path}.{unknown[0]}")
-    return cls(**raw)
-
-
 def build_run(raw: Any) -> RunConfig:
     if not isinstance(raw, dict):
         raise ConfigError(f"expected a mapping of run fields, got {type(raw).__name__}")
@@ -206,15 +154,10 @@ def build_run(raw: Any) -> RunConfig:
     if unknown:
         paths = all_paths(None)
         suggestions = [p for p in paths if p.split(".")[-1] == unknown[0]]
-        hint = f" (did you mean {suggestions[0]}?)" if suggestions else _did_you_mean(unknown[0], top)
+        hint = f" (did you mean {suggestions[0]}?)" if suggestions else did_you_mean(unknown[0], top)
         raise ConfigError(f"unknown field(s) {sorted(map(str, unknown))}{hint}; top-level fields: {', '.join(top)}",
                           field=str(unknown[0]))
     return RunConfig(**raw)
-
-
-def _did_you_mean(name: str, known: list[str]) -> str:
-    close = difflib.get_close_matches(str(name), known, n=1)
-    return f" (did you mean {close[0]}?)" if close else ""
 
 
 def plain(value: Any) -> Any:
@@ -312,19 +255,9 @@ def resolve_path(name: str, method_cls: type | None, source: str = "parameter") 
             matches = [p for p in matches if p.startswith("method.")] or matches
         if len(matches) == 1:
             return matches[0]
-    hint = _did_you_mean(name, paths)
+    hint = did_you_mean(name, paths)
     raise ConfigError(f"{source}: {name!r} is not a config field{hint}; searchable fields: "
                       f"{', '.join(paths_with_role('search', method_cls))}", field=name)
-
-
-def flat(tree: dict, prefix: str = "") -> dict[str, Any]:
-    out = {}
-    for k, v in tree.items():
-        if isinstance(v, dict):
-            out.update(flat(v, f"{prefix}{k}."))
-        else:
-            out[f"{prefix}{k}"] = v
-    return out
 
 
 def identity(cfg: RunConfig, drop_roles: tuple[str, ...] = ("neutral",)) -> dict[str, Any]:
