@@ -163,3 +163,35 @@ def test_trains_with_frozen_weights_held_in_bf16(request, fixture, name, monkeyp
     assert all(p.dtype == torch.float32 for p in model.parameters() if p.requires_grad)  # fp32 master weights
     assert any(not torch.equal(p, before[n]) for n, p in model.named_parameters() if p.requires_grad)
     assert torch.isfinite(torch.from_numpy(predict(model, data, bb.tokenizer.pad_token_id))).all()
+
+
+def test_every_method_that_is_a_job_of_its_own_has_one_job_in_the_table():
+    """A method says *that* it is a job (own_job); the recipes' table alone says which job: one per such method,
+    none for a one-model method, a second registration refused."""
+    from workbench.recipes.train import Job, job_for, register_job, train_one_model
+
+    for name, method in all_methods().items():
+        job = job_for(RunConfig(method=name))
+        assert (job.run is train_one_model) is (not method.own_job), name
+    with pytest.raises(Exception, match="already registered"):
+        register_job("pet", Job(train_one_model, lambda cfg: None))
+
+
+def test_a_job_method_without_a_job_is_refused_naming_how_to_register_one(monkeypatch):
+    import workbench as wb
+    from workbench.adaptation import prompt_finetune
+    from workbench.adaptation.registry import REGISTRY
+    from workbench.recipes.train import job_for
+
+    @dataclasses.dataclass
+    class LoneJobOptions(MethodOptions):
+        pass
+
+    method = wb.Method(name="lone-job", summary="a job nobody runs", options=LoneJobOptions,
+                       build=prompt_finetune.build, own_job=True)
+    all_methods()  # the built-ins loaded, so the copies below hold them
+    monkeypatch.setattr(REGISTRY, "_methods", dict(REGISTRY._methods))  # the registration undone after the test
+    monkeypatch.setattr(REGISTRY, "_by_options", dict(REGISTRY._by_options))
+    wb.register_method(method)
+    with pytest.raises(Exception, match="no job runs it.*register_job"):
+        job_for(RunConfig(method="lone-job"))

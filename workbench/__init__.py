@@ -30,7 +30,7 @@ _EXPORTS = {
     "TaskSpec": "workbench.data", "Template": "workbench.prompts", "Verbalizer": "workbench.prompts",
     "parse_template": "workbench.prompts", "load_templates": "workbench.prompts",
     "load_verbalizer": "workbench.prompts",
-    "train": "workbench.recipes.jobs", "RunResult": "workbench.runs",
+    "train": "workbench.recipes.train", "RunResult": "workbench.runs",
     "sweep": "workbench.recipes.sweep", "SweepConfig": "workbench.recipes.sweep",
     "SweepResult": "workbench.recipes.sweep",
     "compare": "workbench.recipes.compare", "CompareConfig": "workbench.recipes.compare",
@@ -94,7 +94,7 @@ if TYPE_CHECKING:  # for type checkers and editors; at run time __getattr__ impo
     from workbench.recipes.cot import CotDemosConfig, CotEvalConfig, build_demos, evaluate_cot  # noqa: F401
     from workbench.recipes.instruct import (FlanConfig, TuneConfig, ZeroShotConfig, evaluate_zero_shot, flan,  # noqa: F401
                                             tune)
-    from workbench.recipes.jobs import train  # noqa: F401
+    from workbench.recipes.train import train  # noqa: F401
     from workbench.recipes.ppt import PretrainConfig, PretrainResult, pretrain_prompt  # noqa: F401
     from workbench.recipes.sweep import SweepConfig, SweepResult, sweep  # noqa: F401
     from workbench.runs import PromptConfig, RunConfig, RunResult  # noqa: F401

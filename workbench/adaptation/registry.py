@@ -96,7 +96,7 @@ class Method:
     after_build: Callable[[BuildContext, Any, PromptClassifier, PromptEncoder], PromptEncoder] | None = None
     # True: a job of several models (PET's ensemble and distillation) that runs in place of the one-model run;
     # `build` then builds one of its models. The method says *that* it is a job, not where the job lives: the
-    # recipes' job table (`workbench.recipes.jobs`) runs it, and the library never names a recipe.
+    # recipes' job table runs it, and the library never names a recipe.
     own_job: bool = False
     # False: runs with no labelled examples (`shots: 0`) are allowed (zero-shot PET/iPET).
     needs_shots: bool = True

@@ -62,7 +62,7 @@ def run_config(args: argparse.Namespace):
 
 
 def cmd_train(args: argparse.Namespace) -> None:
-    from workbench.recipes.jobs import train
+    from workbench.recipes.train import train
 
     from tqdm.auto import tqdm
 

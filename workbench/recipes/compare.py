@@ -3,7 +3,7 @@ holds what it does; this job runs each method through the job table)."""
 
 from __future__ import annotations
 
-from workbench.recipes.jobs import check_run, train
+from workbench.recipes.train import check_run, train
 from workbench.runs.comparison import CompareConfig, CompareResult
 from workbench.runs.comparison import compare as run_comparison
 

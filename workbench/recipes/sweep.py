@@ -21,7 +21,7 @@ from workbench.config.fields import ROWS_MAX, SEED_MAX, TRIALS_MAX, check_each_o
 from workbench.config.sections import flat
 from workbench.config.space import candidate_values, parse_param
 from workbench.errors import ConfigError
-from workbench.recipes.jobs import check_run, train
+from workbench.recipes.train import check_run, train
 from workbench.runs.comparison import (PROTOCOL_SEEDS, SAME_SEED_TWICE, CompareConfig, CompareResult, compare,
                                        paired_difference)
 from workbench.runs.config import RunConfig, identity, paths_with_role, resolve_path, top_level_fields

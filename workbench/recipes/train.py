@@ -1,17 +1,78 @@
-"""The one-model job: one method on one few-shot split, tracked as one MLflow run. `workbench.train` runs it for
-every method that is not a job of its own (`workbench.recipes.jobs`)."""
+"""`workbench.train`: the job table, and the one-model job most methods run.
+
+`train` runs one run config as one MLflow run of kind `run`; every sweep trial and comparison run comes through it.
+Most methods train one model: `train_one_model`, one method on one few-shot split. A method that declares `own_job`
+(PET and iPET: several models, an ensemble, distillation) is run by the job the table holds for it, with the same
+contract: the same arguments, a `RunResult`, one parent run. The method says *that* it is a job; only this table
+says where the job lives, so the library never names a recipe. This is the one recipe module that imports another.
+"""
 
 from __future__ import annotations
 
 import tempfile
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 from workbench.adaptation import method_for_options
+from workbench.errors import WorkbenchError
+from workbench.recipes import pet
 from workbench.runs import (Forecast, RunConfig, RunResult, check_input, check_shots, config_hash, fit_and_score,
                             prepare, resolved_config, run_name, run_tags)
 
 SAVE_AUTO_MAX_FRACTION = 0.05  # "auto" saves methods that train under 5% of the weights: small artifacts
+
+
+@dataclass(frozen=True)
+class Job:
+    """How a run config is run (`run`: `workbench.train`'s signature) and checked without loading a model (`check`:
+    what a sweep or a comparison runs once, before its first run)."""
+
+    run: Callable[..., RunResult]
+    check: Callable[[RunConfig], object]
+
+
+_JOBS: dict[str, Job] = {}
+
+
+def register_job(method: str, job: Job) -> Job:
+    """The job that runs `method` (a method registered with `own_job=True`); a method has one."""
+    if method in _JOBS:
+        raise WorkbenchError(f"a job for method {method!r} is already registered ({_JOBS[method].run.__module__})")
+    _JOBS[method] = job
+    return job
+
+
+register_job("pet", Job(pet.train_pet, pet.plan))
+register_job("ipet", Job(pet.train_pet, pet.plan))
+
+
+def job_for(cfg: RunConfig) -> Job:
+    method = method_for_options(cfg.method)
+    if not method.own_job:
+        return Job(train_one_model, check_one_model)
+    if method.name not in _JOBS:
+        raise WorkbenchError(f"method {method.name!r} is a job of its own (own_job=True) but no job runs it; register "
+                             f"one with workbench.recipes.train.register_job({method.name!r}, Job(run, check))")
+    return _JOBS[method.name]
+
+
+def train(cfg: RunConfig, backbone=None, on_eval: Callable[[int, float], None] | None = None,
+          on_start: Callable[[str], None] | None = None, log: Callable[[str], None] | None = None) -> RunResult:
+    """Train (or, for a method that does not train, just evaluate) and log one MLflow run: `workbench.train`.
+
+    Returns the dev and test accuracy and the MLflow run id. `backbone` reuses a loaded model (its weights are
+    changed by methods that train them). `on_start(run_id)` is called once the MLflow run exists; `on_eval(step,
+    dev_accuracy)` at every evaluation, e.g. to report to a pruner: an exception it raises stops training and marks
+    the run failed with that error. `log` receives what the run will do as it starts and, after the first step, how
+    long it should take.
+    """
+    return job_for(cfg).run(cfg, backbone=backbone, on_eval=on_eval, on_start=on_start, log=log)
+
+
+def check_run(cfg: RunConfig) -> None:
+    """Everything `train` checks before its model loads, without loading one."""
+    job_for(cfg).check(cfg)
 
 
 def check_one_model(cfg: RunConfig) -> None:
@@ -102,3 +163,6 @@ def train_one_model(cfg: RunConfig, backbone=None, on_eval: Callable[[int, float
 def should_save(policy: str, fraction: float) -> bool:
     # "auto" keeps parameter-efficient artifacts (small) and skips full copies of the backbone.
     return policy == "always" or (policy == "auto" and fraction < SAVE_AUTO_MAX_FRACTION)
+
+
+__all__ = ["Job", "RunResult", "check_run", "job_for", "register_job", "train", "train_one_model"]

@@ -1,5 +1,6 @@
-"""Fitting and scoring a prepared run, with no tracking: the trainer's settings from the run config, the train and
-evaluation passes, and what a run returns (`RunResult`). What a job logs of it is the job's business."""
+"""Fitting and scoring a prepared run, with no tracking: the trainer's settings from the run config (a learning rate
+or batch size left null is the method's default), the train and evaluation passes, and what a run returns
+(`RunResult`). What a job logs of it is the job's business."""
 
 from __future__ import annotations
 
@@ -8,10 +9,10 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from workbench.adaptation import method_for_options
 from workbench.data.metrics import EvalScope
 from workbench.progress import duration
 from workbench.runs.config import RunConfig
-from workbench.runs.identity import effective_batch_size, effective_lr
 from workbench.runs.prepared import PreparedRun
 
 
@@ -40,6 +41,15 @@ class RunResult:
     @property
     def eval_rows(self) -> int:
         return self.scope.rows
+
+
+def effective_lr(cfg: RunConfig) -> float:
+    return cfg.train.lr if cfg.train.lr is not None else method_for_options(cfg.method).default_lr
+
+
+def effective_batch_size(cfg: RunConfig) -> int:
+    b = cfg.train.batch_size
+    return b if b is not None else method_for_options(cfg.method).default_batch_size
 
 
 def trainer_config(cfg: RunConfig):

@@ -1,5 +1,5 @@
 """What identifies a run: the params that decide its result (and so its hash), its name and its tags, and the
-defaults that depend on other choices (the method's learning rate and batch size)."""
+config as it ran (`resolved_config`)."""
 
 from __future__ import annotations
 
@@ -7,22 +7,13 @@ import hashlib
 import json
 from typing import Any
 
-from workbench.adaptation import method_for_options
 from workbench.data import FewShotSplit, TaskSpec, get_task
 from workbench.data.metrics import EvalScope
 from workbench.runs.config import RunConfig, paths_with_role
+from workbench.runs.fit import effective_batch_size, effective_lr
 from workbench.runs.prepared import PreparedRun
 from workbench.tracking import flatten_params
 from workbench.tracking.guide import RUN_KIND
-
-
-def effective_lr(cfg: RunConfig) -> float:
-    return cfg.train.lr if cfg.train.lr is not None else method_for_options(cfg.method).default_lr
-
-
-def effective_batch_size(cfg: RunConfig) -> int:
-    b = cfg.train.batch_size
-    return b if b is not None else method_for_options(cfg.method).default_batch_size
 
 
 def resolved_tree(cfg: RunConfig) -> dict[str, Any]:
