@@ -37,7 +37,7 @@ from workbench.recipes.cot import (
 
 STEP = "Let's think step by step."
 TRIGGER = "\nTherefore, the answer (arabic numerals) is"
-MANUAL_YAML = Path(__file__).resolve().parents[1] / "workbench" / "resources" / "cot" / "manual.yaml"
+MANUAL_YAML = Path(__file__).resolve().parents[1] / "templates" / "cot" / "manual.yaml"
 
 
 # ---- the selection rules ----------------------------------------------------------------------------------------

@@ -15,10 +15,10 @@ once (`LocalBackend`'s shared-prefix cache).
 from __future__ import annotations
 
 from dataclasses import dataclass
-from importlib import resources
 
 from workbench.config.yaml_io import parse_yaml
 from workbench.cot.answers import FEW_SHOT_ANSWER, cot_trigger, direct_trigger
+from workbench.resources import cot_exemplars_file
 
 MODES = ("zero-shot", "zero-shot-cot", "few-shot", "manual-cot", "auto-cot")
 DEMO_MODES = ("few-shot", "manual-cot", "auto-cot")  # modes that read demonstrations
@@ -67,7 +67,7 @@ def answer_prompt(first: str, rationale: str, answer_type: str) -> str:
 
 def manual_demos(task: str, answer_type: str) -> list[Demo] | None:
     """The project's own Manual-CoT exemplars for a built-in task (None for a task they do not fit)."""
-    source = resources.files("workbench.resources").joinpath("cot/manual.yaml")
+    source = cot_exemplars_file()
     data = parse_yaml(source.read_text("utf-8"), str(source)).data
     key = "aqua" if answer_type == "letter" and task == "aqua" else "arithmetic" if answer_type == "number" else None
     if key is None:
