@@ -20,7 +20,7 @@ import argparse
 import json
 import time
 
-from workbench.stats import mean_sd_text
+from workbench.runs.paired import mean_sd_text
 
 
 def metrics_by_step(client, run_id: str, name: str) -> list[float]:

@@ -21,7 +21,7 @@ import json
 import time
 from pathlib import Path
 
-from workbench.stats import mean_sd_text
+from workbench.runs.paired import mean_sd_text
 
 # SST-2's own words are negative/positive; in the cls format every init reads the format's words for them.
 SST2_WORDS = ["bad", "good"]

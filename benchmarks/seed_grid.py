@@ -23,7 +23,7 @@ from pathlib import Path
 from workbench.runs import RunConfig
 from workbench.config.space import parse_scalar
 from workbench.runs import fit_and_score, prepare
-from workbench.stats import paired_difference
+from workbench.runs.paired import paired_difference
 
 
 def parse_config(text: str) -> tuple[str, dict]:

@@ -87,7 +87,7 @@ def main(argv: list[str] | None = None) -> int:
                         "experiment's runs")
     args = p.parse_args(argv)
 
-    from workbench.recipes.dashboard import base_url, dashboard_links, wait_until_ready
+    from workbench.recipes.mlflow_ui import base_url, dashboard_links, wait_until_ready
     from workbench.tracking import check_tracking_uri, resolve_tracking_uri
 
     chromium = find_chromium(args.chromium)

@@ -15,7 +15,7 @@ from workbench.runs import RunConfig
 from workbench.errors import ConfigError, WorkbenchError
 from workbench.recipes.compare import CompareConfig, compare
 from workbench.runs.comparison import MethodRow, paired_difference, tuning_note
-from workbench.recipes.dashboard import dashboard_command
+from workbench.recipes.mlflow_ui import dashboard_command
 from workbench.recipes.sweep import SweepConfig, sweep
 
 from conftest import requires_data

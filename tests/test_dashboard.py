@@ -12,9 +12,9 @@ import mlflow
 import pytest
 
 from workbench.cli import main
-from workbench.recipes import dashboard
+from workbench.recipes import mlflow_ui as dashboard
 from workbench.recipes.compare import CompareConfig, compare
-from workbench.recipes.dashboard import base_url, dashboard_links, wait_until_ready
+from workbench.recipes.mlflow_ui import base_url, dashboard_links, wait_until_ready
 from workbench.tracking import RunTracker, resolve_tracking_uri
 from workbench.tracking.guide import (COMPARISON_VIEW_KEY, EXPERIMENT_GUIDE, GUIDE_MARKER, NOTE_TAG, RUNS_VIEW_KEY,
                                       VIEW_TAG_PREFIX, compare_url, runs_view_state)

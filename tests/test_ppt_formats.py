@@ -9,7 +9,7 @@ from collections import Counter
 
 import pytest
 
-from workbench.data.registry import Example
+from workbench.data.tasks import Example
 from workbench.errors import ConfigError
 from workbench.ppt import formats as F
 from workbench.ppt.corpus import Document, detokenize, long_documents, read_corpus, split_sentences

@@ -2,7 +2,7 @@
 
 from workbench.data import get_task
 from workbench.prompts import Problem, check_files, format_problems
-from workbench.prompts.check import file_kind
+from workbench.prompts.file_check import file_kind
 
 
 def _write(tmp_path, name, text):

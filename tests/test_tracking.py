@@ -268,7 +268,7 @@ def test_live_and_foreign_runs_are_left_alone(tmp_path):
 
 @pytest.mark.heavy
 def test_dashboard_warns_when_it_listens_beyond_this_machine(monkeypatch, capsys):
-    from workbench.recipes import dashboard
+    from workbench.recipes import mlflow_ui as dashboard
 
     calls = []
     monkeypatch.setattr(dashboard.subprocess, "Popen", lambda *a, **k: calls.append((a, k)) or _Done())
@@ -283,7 +283,7 @@ def test_dashboard_warns_when_it_listens_beyond_this_machine(monkeypatch, capsys
 
 
 def test_dashboard_keeps_a_password_off_the_command_line(tmp_path):
-    from workbench.recipes.dashboard import dashboard_command, dashboard_env
+    from workbench.recipes.mlflow_ui import dashboard_command, dashboard_env
 
     uri = "postgresql://u:secret@db.example/mlflow"
     cmd = dashboard_command(uri)

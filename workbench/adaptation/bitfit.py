@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from workbench.adaptation.heads import HEAD_HELP, HEADS, make_head
+from workbench.adaptation.head_choice import HEAD_HELP, HEADS, make_head
 from workbench.adaptation.registry import BuildContext, Method, register_method
 from workbench.config import Categorical, Float, MethodOptions, SearchSpace, option
 from workbench.errors import ConfigError

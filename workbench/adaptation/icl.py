@@ -7,10 +7,10 @@ from __future__ import annotations
 import random
 from dataclasses import dataclass
 
-from workbench.adaptation.heads import make_head
+from workbench.adaptation.head_choice import make_head
 from workbench.adaptation.registry import BuildContext, Method, freeze, register_method
 from workbench.config import Categorical, MethodOptions, SearchSpace, option
-from workbench.data.registry import Example
+from workbench.data.tasks import Example
 
 CONTENT_FREE = "N/A"
 

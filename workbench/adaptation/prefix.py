@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from workbench.adaptation.heads import HEAD_HELP, HEADS, make_head
+from workbench.adaptation.head_choice import HEAD_HELP, HEADS, make_head
 from workbench.adaptation.registry import BuildContext, Method, freeze, register_method
 from workbench.config import Categorical, Float, MethodOptions, SearchSpace, option
 

@@ -10,7 +10,7 @@ def cmd_check(args: argparse.Namespace) -> None:
     as every command refuses bad input."""
     from workbench.data import get_task
     from workbench.errors import WorkbenchError
-    from workbench.prompts.check import check_files, check_task_files, format_problems
+    from workbench.prompts.file_check import check_files, check_task_files, format_problems
 
     task = get_task(args.task) if args.task else None
     if args.files:

@@ -146,7 +146,7 @@ def cmd_compare(args: argparse.Namespace) -> None:
 
 
 def cmd_dashboard(args: argparse.Namespace) -> None:
-    from workbench.recipes.dashboard import print_links, serve
+    from workbench.recipes.mlflow_ui import print_links, serve
 
     serve(args.tracking_uri, args.host, args.port,
           on_ready=lambda base, uri: print_links(uri, base, args.open, log=lambda s: print(s, flush=True)))

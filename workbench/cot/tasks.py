@@ -15,7 +15,7 @@ from pathlib import Path
 from workbench import io
 from workbench.config.yaml_io import load_yaml_file
 from workbench.cot.answers import ANSWER_TYPES, normalize
-from workbench.data.registry import DATA_DIR_ENV
+from workbench.data.tasks import DATA_DIR_ENV
 from workbench.errors import ConfigError, WorkbenchError
 
 

@@ -2,7 +2,7 @@
 
 from workbench.data.fewshot import FewShotSplit, check_classes, check_no_leakage, few_shot_split
 from workbench.data.metrics import compute_metrics
-from workbench.data.registry import BUILTIN_TASKS, Example, TaskSpec, get_task, load_task_yaml
+from workbench.data.tasks import BUILTIN_TASKS, Example, TaskSpec, get_task, load_task_yaml
 
 __all__ = [
     "BUILTIN_TASKS", "Example", "FewShotSplit", "TaskSpec", "check_classes", "check_no_leakage", "compute_metrics",

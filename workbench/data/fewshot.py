@@ -9,7 +9,7 @@ import random
 from dataclasses import dataclass
 from pathlib import Path
 
-from workbench.data.registry import Example, TaskSpec
+from workbench.data.tasks import Example, TaskSpec
 from workbench.errors import ConfigError, WorkbenchError
 from workbench.io import sha256_file
 

@@ -509,7 +509,7 @@ class Generator:
                         f"{len(self.records)} records are in {self.out}. Try another model or --api-base.")
         finally:
             self.bar.close()
-        from workbench.instruct.stats import report
+        from workbench.instruct.report import report
 
         stats = report(self.records, self.state, cfg)
         return Result(self.out, self.records, self.state, stats)

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from workbench.data import get_task
-from workbench.data.registry import DATA_DIR_ENV
+from workbench.data.tasks import DATA_DIR_ENV
 from workbench.errors import ConfigError, WorkbenchError
 from workbench.instruct.checks import json_array, read_text_lines
 

@@ -20,7 +20,7 @@ import random
 import string
 from dataclasses import dataclass
 
-from workbench.data.registry import Example
+from workbench.data.tasks import Example
 from workbench.errors import ConfigError
 from workbench.ppt.corpus import MIN_SENTENCES, MIN_WORDS, Document, long_documents, words
 from workbench.prompts.template import Template, parse_template

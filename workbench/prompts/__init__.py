@@ -6,7 +6,7 @@ does not wait for torch.
 
 import importlib
 
-from workbench.prompts.check import Problem, check_files, format_problems
+from workbench.prompts.file_check import Problem, check_files, format_problems
 from workbench.prompts.template import Segment, Template, load_templates, parse_template
 from workbench.prompts.verbalizer import Verbalizer, load_verbalizer
 

@@ -17,7 +17,7 @@ from workbench.errors import ConfigError
 from workbench.models.backbone import ModelKind
 from workbench.prompts.template import PLACEHOLDERS, SPECIAL_TOKENS, Segment, Template, apply_post
 from workbench.prompts.verbalizer import space_sensitive
-from workbench.data.registry import Example
+from workbench.data.tasks import Example
 
 
 @dataclass

@@ -308,7 +308,7 @@ def _run(job: PetPlan, backbone, pretrained, tracker, on_eval, say) -> RunResult
                          "pool/examples_per_s": len(job.pool) * len(scores) / max(sum(s.pool_seconds for s in scores),
                                                                                    1e-9)})
     if job.opts.distill == "none":
-        final = Final(ensemble["dev"], ensemble["test"], sum(s.test_seconds for s in scores), None)
+        final = ReportedScores(ensemble["dev"], ensemble["test"], sum(s.test_seconds for s in scores), None)
     else:
         say(f"distilling the ensemble's soft labels on {len(job.pool):,} pool examples "
             f"({job.opts.distill_steps} steps)")
@@ -362,7 +362,7 @@ def next_training_sets(job: PetPlan, generation: int, scores: list[Scores], weig
 
 
 @dataclass
-class Final:
+class ReportedScores:
     """The reported model's scores: the distilled model's, or the ensemble's."""
 
     dev: np.ndarray
@@ -451,7 +451,7 @@ def _log_training_set(run, examples: list[Example], task: TaskSpec) -> None:
 
 # ---- distillation and the result --------------------------------------------------------------------------------
 
-def distill(job: PetPlan, teacher: np.ndarray, backbone, pretrained, tracker) -> Final:
+def distill(job: PetPlan, teacher: np.ndarray, backbone, pretrained, tracker) -> ReportedScores:
     """Train the student on the pool with the ensemble's scores as soft targets (temperature `opts.temperature`),
     choosing its state by accuracy on the labelled dev split when there is one."""
     from workbench.training import predict
@@ -471,10 +471,10 @@ def distill(job: PetPlan, teacher: np.ndarray, backbone, pretrained, tracker) ->
     t0 = time.perf_counter()
     test_scores = predict(p.model, [encode(e) for e in job.eval_rows], pad, job.cfg.eval.batch_size,
                           job.cfg.tracking.progress, job.eval_split)
-    return Final(dev_scores, test_scores, time.perf_counter() - t0, p, fit.seconds, fit.best_step, fit.steps)
+    return ReportedScores(dev_scores, test_scores, time.perf_counter() - t0, p, fit.seconds, fit.best_step, fit.steps)
 
 
-def finish(job: PetPlan, final: Final, labels: dict, train_seconds: float, tracker, members: int,
+def finish(job: PetPlan, final: ReportedScores, labels: dict, train_seconds: float, tracker, members: int,
            pretrained: dict) -> RunResult:
     """Log the reported model's numbers, predictions and (distilled) weights; the run's result."""
     from workbench.adaptation.artifacts import ARTIFACT_DIR, save_trained

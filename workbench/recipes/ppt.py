@@ -25,7 +25,7 @@ from typing import ClassVar
 
 from workbench.config.fields import BATCH_MAX, LR_MAX, ROWS_MAX, SEED_MAX, STEPS_MAX, TOKENS_MAX, Section, option
 from workbench.config import DEFAULT_MODEL
-from workbench.data.registry import Example
+from workbench.data.tasks import Example
 from workbench.errors import ConfigError, WorkbenchError
 from workbench.ppt.artifact import ARTIFACT_DIR, META_FILE, RUN_ID, save_prompt
 from workbench.ppt.formats import FORMATS

@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 
 from workbench.data import Example, get_task
-from workbench.data.registry import Table, read_table
+from workbench.data.tasks import Table, read_table
 from workbench.errors import ConfigError
 from workbench.runs.saved import fetch_run, rebuild, saved_config
 from workbench.training import predict

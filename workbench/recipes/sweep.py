@@ -7,7 +7,7 @@
    `baseline_trials` says otherwise, in which case the table says the tuning was unequal;
 3. both best configurations trained on the protocol's seeds, on the same splits; runs already in the store
    with the same config are reused;
-4. the paired difference over seeds with its 95% interval (`workbench.stats`).
+4. the paired difference over seeds with its 95% interval (`workbench.runs.paired`).
 """
 
 from __future__ import annotations
@@ -25,7 +25,7 @@ from workbench.recipes.train import check_run, train
 from workbench.runs.comparison import (PROTOCOL_SEEDS, SAME_SEED_TWICE, CompareConfig, CompareResult, compare,
                                        paired_difference)
 from workbench.runs.config import RunConfig, identity, paths_with_role, resolve_path, top_level_fields
-from workbench.stats import PairedDifference
+from workbench.runs.paired import PairedDifference
 from workbench.sweeps import StudyResult, StudySpec, TrialHandle, TrialOutcome, run_study, study_name
 
 

@@ -5,7 +5,7 @@ Each method runs with its best known config (the best trial of its sweep in the 
 one exists; else its defaults) on every seed; a finished run already in the store with exactly the
 same config is reused (a nested run records its metrics and `reused_from`). The table has, per method,
 the mean and standard deviation of the reported accuracy over seeds, the paired difference from the
-baseline with its 95% interval (`workbench.stats`), where its config came from and how many tuning
+baseline with its 95% interval (`workbench.runs.paired`), where its config came from and how many tuning
 trials found it, trainable fraction and training time; a warning says when the methods were not tuned
 with the same number of trials. Two plots: accuracy against trainable fraction and against training time.
 """
@@ -27,8 +27,8 @@ from workbench.progress import duration
 from workbench.runs.config import RunConfig
 from workbench.runs.fit import RunResult
 from workbench.runs.identity import config_hash, identity_params
-from workbench.stats import PairedDifference, mean_sd
-from workbench.stats import paired_difference as paired_scores
+from workbench.runs.paired import PairedDifference, mean_sd
+from workbench.runs.paired import paired_difference as paired_scores
 
 PROTOCOL_SEEDS = (13, 21, 42, 87, 100)  # the LM-BFF seeds
 SAME_SEED_TWICE = "a seed run twice is the same run counted twice"  # n and the spread would be wrong

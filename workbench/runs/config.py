@@ -24,7 +24,7 @@ from typing import Any, ClassVar
 from workbench.config.fields import SEED_MAX, TOKENS_MAX, MethodOptions, Section, declared_fields, meta, option, validate
 from workbench.config.sections import (DEFAULT_MODEL, EvalConfig, TrackingConfig, TrainConfig, build_section,
                                        did_you_mean, flat)
-from workbench.data.registry import TaskSpec
+from workbench.data.tasks import TaskSpec
 from workbench.errors import ConfigError
 from workbench.prompts.template import Template
 from workbench.prompts.verbalizer import Verbalizer

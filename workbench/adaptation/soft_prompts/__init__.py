@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from workbench.adaptation.heads import HEAD_HELP, HEADS, make_head
+from workbench.adaptation.head_choice import HEAD_HELP, HEADS, make_head
 from workbench.adaptation.registry import BuildContext, Method, RewriteContext, freeze, register_method
 from workbench.config import Categorical, Float, Int, MethodOptions, SearchSpace, option
 from workbench.config.fields import LR_MAX
